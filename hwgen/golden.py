@@ -37,8 +37,11 @@ def leak(v: torch.Tensor, spec: Leak) -> torch.Tensor:
 
 
 def step(layer: QuantDense, u: torch.Tensor, x: torch.Tensor,
-         weight_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One timestep of one layer: returns (spikes, next state ``u``). x is [B, N_in] int64."""
+         weight_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One timestep of one layer: returns (spikes, next state ``u``, unsaturated sum ``a``).
+
+    ``x`` is [B, N_in] int64, ``weight_t`` the layer's weights transposed to [N_in, N_out].
+    """
     bias = torch.from_numpy(layer.bias)
     theta = torch.from_numpy(layer.threshold)
     a = u + bias + x @ weight_t
@@ -51,7 +54,7 @@ def step(layer: QuantDense, u: torch.Tensor, x: torch.Tensor,
         u_next = torch.where(s, torch.zeros_like(lv), lv)
     else:
         u_next = lv
-    return s, u_next
+    return s, u_next, a
 
 
 def readout(counts: torch.Tensor) -> torch.Tensor:
@@ -61,8 +64,13 @@ def readout(counts: torch.Tensor) -> torch.Tensor:
     return torch.where(counts == best, index, counts.shape[1]).min(dim=1).values
 
 
-def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray) -> GoldenTrace:
-    """Simulate ``inputs`` shaped ``[B, T, *input_shape]`` (0/1 spikes) through ``net``."""
+def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
+        membrane_range: list[list[int]] | None = None) -> GoldenTrace:
+    """Simulate ``inputs`` shaped ``[B, T, *input_shape]`` (0/1 spikes) through ``net``.
+
+    If ``membrane_range`` is a list, it receives per spiking layer ``[min, max]`` of the
+    unsaturated sum ``a`` (the quantizer's calibration of state widths).
+    """
     x_all = torch.as_tensor(np.asarray(inputs)).to(torch.int64)
     if x_all.ndim < 2:
         raise ValueError(f"inputs must be [samples, timesteps, *input_shape], got {tuple(x_all.shape)}")
@@ -77,7 +85,12 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray) -> GoldenTrace:
         x = x_all[:, t]
         for n, layer in enumerate(layers):
             sops += x.sum(dim=1) * layer.out_features
-            s, states[n] = step(layer, states[n], x, weights_t[n])
+            s, states[n], a = step(layer, states[n], x, weights_t[n])
+            if membrane_range is not None:
+                lo, hi = int(a.min()), int(a.max())
+                if len(membrane_range) <= n:
+                    membrane_range.append([lo, hi])
+                membrane_range[n] = [min(lo, membrane_range[n][0]), max(hi, membrane_range[n][1])]
             spikes[n][:, t] = s.to(torch.uint8)
             x = s.long()
     counts = spikes[-1].long().sum(dim=1)
