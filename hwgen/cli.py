@@ -1,0 +1,152 @@
+"""``hwgen`` command line: generate, sim, demo.
+
+Errors in the user's input arrive as ``HwgenError`` and leave as one line on stderr with
+exit status 2; anything else is a bug in hwgen and says so (exit 3), without a traceback
+unless ``HWGEN_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from . import __version__
+from .errors import HwgenError
+from .quantize import QuantOptions
+
+console = Console(stderr=True)
+
+
+@contextmanager
+def stages() -> Iterator:
+    """A rich progress line per pipeline stage, each with its elapsed time."""
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=False, disable=not console.is_terminal) as bar:
+        current: list = []
+
+        def advance(description: str) -> None:
+            if current:
+                bar.update(current[-1], completed=1, total=1)
+            current.append(bar.add_task(description, total=None))
+            if not console.is_terminal:
+                console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {description}")
+
+        yield advance
+        if current:
+            bar.update(current[-1], completed=1, total=1)
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 1,8,8, got {text!r}")
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes like 1,8,8, got {text!r}")
+    return shape
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hwgen", description="Trained SNN -> bit-exact FPGA accelerator.")
+    parser.add_argument("--version", action="version", version=f"hwgen {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="model -> quantized IR -> Verilog + reports")
+    gen.add_argument("model", help="package.module:attribute (or file.py:attribute) naming an nn.Module, "
+                                   "or a torch.save'd module file")
+    gen.add_argument("-o", "--out", required=True, type=Path, help="output folder (replaced as a whole)")
+    gen.add_argument("--weights", help="state_dict (.pt) to load into a module:attribute model")
+    gen.add_argument("--input-shape", type=_shape, help="input shape without batch/time, e.g. 1,8,8")
+    gen.add_argument("--weight-bits", type=int, default=8, help="signed weight width, 2..16 (default 8)")
+    gen.add_argument("--per-channel", action="store_true", help="one power-of-two scale per output neuron")
+    gen.add_argument("--state-bits", type=int, help="membrane width (default: from calibration)")
+    gen.add_argument("--leak-bits", type=int, default=8,
+                     help="fraction bits of the leak multiplier when beta is not 1-2^-k (default 8)")
+    gen.add_argument("--timesteps", type=int, default=16, help="timesteps per inference (default 16)")
+    gen.add_argument("--parallel", type=int, default=4, help="neurons updated per cycle, P (default 4)")
+    gen.add_argument("--data", help=".npz with x [samples, T, *input_shape] 0/1 spikes and optional labels y: "
+                                    "held-out data for fidelity and `hwgen sim --samples`")
+    gen.add_argument("--calibration", help=".npz with x, for state widths (default: --data, else random spikes)")
+
+    sim = sub.add_parser("sim", help="simulate OUT/hwgen_top.v in cocotb against the golden model")
+    sim.add_argument("out", type=Path)
+    sim.add_argument("--samples", type=int, help="number of samples (default 10)")
+    sim.add_argument("--inputs", help=".npy shaped [samples, T, *input_shape] of 0/1 spikes")
+    sim.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+
+    demo = sub.add_parser("demo", help="digits end to end: model -> Verilog -> cocotb vs golden")
+    demo.add_argument("--out", type=Path, default=Path("hwgen-demo"))
+    demo.add_argument("--samples", type=int, default=50)
+    demo.add_argument("--parallel", type=int, default=4)
+    demo.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+    return parser
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .pipeline import GenerateOptions, generate
+
+    opts = GenerateOptions(
+        weights=args.weights, input_shape=args.input_shape, parallel=args.parallel, data=args.data,
+        calibration=args.calibration,
+        quant=QuantOptions(weight_bits=args.weight_bits, per_channel=args.per_channel,
+                           state_bits=args.state_bits, leak_frac_bits=args.leak_bits,
+                           timesteps=args.timesteps))
+    with stages() as progress:
+        report = generate(args.model, args.out, opts, progress)
+    hw = report["hardware"]
+    console.print(f"wrote {args.out}/hwgen_top.v: {hw['neurons']} neurons, {hw['synapses']} synapses, "
+                  f"{hw['weight_memory_bits']} weight bits, ~{hw.get('cycles_per_inference_expected', hw['cycles_per_inference_worst']):.0f} cycles/inference")
+    return 0
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from .pipeline import simulate
+    from .summary import print_sim
+
+    with stages() as progress:
+        report = simulate(args.out, args.samples, args.inputs, args.simulator, progress)
+    print_sim(report, Console())
+    if report["mismatches"]:
+        m = report["first_mismatch"]
+        console.print(f"hwgen: error: {report['mismatches']} mismatches between RTL and golden model; first: "
+                      f"sample {m['sample']}, layer {m['layer']}, timestep {m['timestep']}, neuron {m['neuron']}, "
+                      f"expected {m['expected']}, got {m['got']}", markup=False)
+        return 1
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.out, args.samples, args.parallel, args.simulator, stages)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"generate": _generate, "sim": _sim, "demo": _demo}
+    try:
+        return handlers[args.command](args)
+    except HwgenError as exc:
+        console.print(f"hwgen: error: {exc}", markup=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("hwgen: interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clean exit
+        if os.environ.get("HWGEN_DEBUG"):
+            raise
+        console.print(f"hwgen: internal error: {type(exc).__name__}: {exc} "
+                      "(a bug in hwgen; rerun with HWGEN_DEBUG=1 for the traceback)", markup=False, soft_wrap=True)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The pipeline, stage by stage: frontend -> quantize -> golden -> hardware -> emit -> sim.
+
+``hwgen generate``, ``hwgen sim`` and ``hwgen demo`` are thin wrappers over the two
+functions here; each stage is a call into its own module and data only flows forward.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import golden, ir_sim
+from .emit import model_hash, write_outputs
+from .errors import HwgenError
+from .frontend import import_torch, load_torch_model
+from .ir import Network, QuantNetwork, from_json
+from .outdir import staged_directory, write_atomic
+from .quantize import QuantOptions, fidelity, quantize
+from .report import hardware_report, render_markdown
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class GenerateOptions:
+    weights: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    parallel: int = 4
+    quant: QuantOptions = field(default_factory=QuantOptions)
+    data: str | None = None  # held-out .npz: x [S, T, *input_shape], optional labels y
+    calibration: str | None = None  # .npz with x, for state widths; default: data, else random
+
+    def validate(self) -> None:
+        if self.parallel < 1:
+            raise HwgenError(f"--parallel must be at least 1, got {self.parallel}")
+        self.quant.validate()
+
+
+def load_frontend(model: str, opts: GenerateOptions) -> Network:
+    if model.endswith(".nir"):
+        raise HwgenError(f"{model}: NIR import is not available in this version of hwgen; "
+                         "give a PyTorch/snnTorch model as package.module:attribute or a torch.save'd file")
+    module = load_torch_model(model, opts.weights)
+    return import_torch(module, opts.input_shape, name=model)
+
+
+def load_data(path: str, net: Network) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read ``x`` (and labels ``y`` if present) from an .npz and check it fits the model."""
+    file = Path(path)
+    if not file.is_file():
+        raise HwgenError(f"{path}: data file not found")
+    try:
+        with np.load(file) as archive:
+            if "x" not in archive:
+                raise HwgenError(f"{path}: no array named 'x' (expected x [samples, timesteps, "
+                                 f"{', '.join(map(str, net.input_shape))}] and optional labels y)")
+            x, y = archive["x"], (archive["y"] if "y" in archive else None)
+    except (ValueError, OSError) as exc:
+        raise HwgenError(f"{path}: not a NumPy .npz archive ({exc})") from None
+    check_spikes(x, net.input_shape, path)
+    return x, y
+
+
+def check_spikes(x: np.ndarray, input_shape: tuple[int, ...], what: str,
+                 timesteps: int | None = None) -> None:
+    expected = f"[samples, timesteps, {', '.join(map(str, input_shape))}]"
+    if x.ndim != 2 + len(input_shape) or tuple(x.shape[2:]) != tuple(input_shape):
+        raise HwgenError(f"{what}: inputs shaped {list(x.shape)}, expected {expected}")
+    if timesteps is not None and x.shape[1] != timesteps:
+        raise HwgenError(f"{what}: {x.shape[1]} timesteps, but the hardware was generated for "
+                         f"{timesteps} (--timesteps)")
+    if not (np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_):
+        raise HwgenError(f"{what}: dtype {x.dtype}; spike inputs must be integers 0/1 (or bool)")
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise HwgenError(f"{what}: values {int(x.min())}..{int(x.max())}; spike inputs must be 0 or 1")
+
+
+def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = _quiet) -> dict:
+    """Run frontend, quantizer, golden and hardware generation; write ``out`` all at once."""
+    opts.validate()
+    progress("frontend: importing model")
+    net = load_frontend(model, opts)
+    x = y = calib = None
+    if opts.data:
+        x, y = load_data(opts.data, net)
+        opts.quant.timesteps = int(x.shape[1])
+    calib_source = opts.calibration or opts.data or ""
+    if opts.calibration:
+        calib, _ = load_data(opts.calibration, net)
+        if x is not None and calib.shape[1] != x.shape[1]:
+            raise HwgenError(f"{opts.calibration}: {calib.shape[1]} timesteps, but {opts.data} has {x.shape[1]}")
+        opts.quant.timesteps = int(calib.shape[1])
+    elif x is not None:
+        calib = x
+    progress("quantize: integer weights, thresholds, leaks, state widths")
+    qnet, qreport = quantize(net, opts.quant, calib, calibration_source=calib_source)
+    progress("golden: integer reference traces")
+    fid = fidelity(net, qnet, x, y) if x is not None else None
+    activity_inputs = x if x is not None else _activity_inputs(net, qnet)
+    activity = golden.run(qnet, activity_inputs)
+    report = {
+        "model": model,
+        "design_hash": model_hash(qnet, opts.parallel),
+        "hardware": hardware_report(qnet, opts.parallel, activity, activity_inputs),
+        "quantization": qreport.to_dict(),
+        "fidelity": fid.to_dict() if fid else None,
+        "fidelity_data": opts.data or "",
+    }
+    progress("hardware + emit: Amaranth -> Verilog")
+    with staged_directory(out) as staging:
+        data = {"x": x, "y": y} if x is not None and y is not None else ({"x": x} if x is not None else None)
+        write_outputs(staging, net, qnet, opts.parallel, report, render_markdown(report), data)
+        (staging / "options.json").write_text(json.dumps({"parallel": opts.parallel}) + "\n")
+    return report
+
+
+def _activity_inputs(net: Network, qnet: QuantNetwork) -> np.ndarray:
+    from .quantize import calibration_inputs
+    return calibration_inputs(net, qnet.timesteps, samples=16, seed=1)
+
+
+@dataclass
+class LoadedDesign:
+    out: Path
+    net: Network
+    qnet: QuantNetwork
+    parallel: int
+    data_x: np.ndarray | None
+    data_y: np.ndarray | None
+
+
+def load_design(out: Path) -> LoadedDesign:
+    out = Path(out)
+    needed = ["hwgen_top.v", "model.json", "float_model.json", "options.json"]
+    missing = [name for name in needed if not (out / name).is_file()]
+    if missing:
+        raise HwgenError(f"{out}: not an hwgen output folder (missing {', '.join(missing)}); "
+                         "run `hwgen generate MODEL -o OUT` first")
+    qnet = from_json((out / "model.json").read_text())
+    net = from_json((out / "float_model.json").read_text())
+    parallel = json.loads((out / "options.json").read_text())["parallel"]
+    x = y = None
+    if (out / "data.npz").is_file():
+        with np.load(out / "data.npz") as archive:
+            x = archive["x"]
+            y = archive["y"] if "y" in archive else None
+    return LoadedDesign(out, net, qnet, parallel, x, y)
+
+
+def sim_inputs(design: LoadedDesign, samples: int | None, inputs: str | None,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Pick what to simulate: a user file, held-out data shipped in OUT, or random spikes."""
+    qnet = design.qnet
+    if inputs:
+        path = Path(inputs)
+        if not path.is_file():
+            raise HwgenError(f"{inputs}: input file not found")
+        try:
+            x = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise HwgenError(f"{inputs}: not a NumPy .npy array ({exc})") from None
+        check_spikes(x, qnet.input_shape, inputs, qnet.timesteps)
+        if samples:
+            x = x[:samples]
+        return x, None, inputs
+    n = samples or 10
+    if design.data_x is not None:
+        x = design.data_x[:n]
+        y = design.data_y[:n] if design.data_y is not None else None
+        return x, y, "held-out data shipped with the model"
+    rng = np.random.default_rng(seed)
+    x = (rng.random((n, qnet.timesteps, *qnet.input_shape)) < 0.2).astype(np.uint8)
+    return x, None, "random spikes, rate 20%"
+
+
+def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
+             simulator: str = "verilator", progress: Progress = _quiet) -> dict:
+    """Run the RTL in cocotb against the golden model; write ``OUT/sim_report.json``."""
+    from .simulate import run_rtl
+
+    if simulator not in ("verilator", "icarus"):
+        raise HwgenError(f"--simulator must be verilator or icarus, got {simulator!r}")
+    design = load_design(out)
+    x, y, source = sim_inputs(design, samples, inputs)
+    progress("golden: integer reference traces")
+    trace = golden.run(design.qnet, x)
+    float_trace = ir_sim.run_float(design.net, torch.as_tensor(x, dtype=torch.float32))
+    progress(f"sim: {simulator} + cocotb, {len(x)} samples")
+    result = run_rtl(Path(out) / "hwgen_top.v", design.qnet, x, trace, simulator=simulator,
+                     build_dir=Path(out) / "sim_build" / simulator, progress=progress)
+    report = {
+        "simulator": simulator,
+        "inputs": source,
+        "samples": result.samples,
+        "timesteps": result.timesteps,
+        "spikes_compared": result.spikes_compared,
+        "mismatches": result.mismatches,
+        "first_mismatch": result.first_mismatch,
+        "cycles_per_inference_mean": result.cycles_per_inference_mean,
+        "cycles_per_inference_max": result.cycles_per_inference_max,
+        "synaptic_ops_per_inference_mean": float(trace.synaptic_ops.float().mean()),
+        "accuracy_float": None, "accuracy_int": None, "accuracy_rtl": None,
+    }
+    if y is not None:
+        report["accuracy_float"] = float((float_trace.prediction.numpy() == y).mean())
+        report["accuracy_int"] = float((trace.prediction.numpy() == y).mean())
+        report["accuracy_rtl"] = float((np.asarray(result.predictions) == y).mean())
+    write_atomic(Path(out) / "sim_report.json", json.dumps(report, indent=1) + "\n")
+    return report
