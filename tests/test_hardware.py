@@ -1,0 +1,358 @@
+"""The Amaranth hardware against the integer golden model, in Amaranth's own simulator.
+
+Every test drives spike tokens into the design, decodes every observed token stream back into
+``[samples, timesteps, neurons]`` spike arrays and compares them, and the readout, with
+``hwgen.golden.run`` on the same inputs. Networks are small because the Python simulator is
+slow; the widths and corner cases (saturation, padding lanes, P not dividing N) are what the
+tests are after.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from hwgen import golden
+from hwgen.hardware import DenseLIFEngine, NetworkTop, build_top, pack_token, token_layout, \
+    unpack_token
+from hwgen.ir import Flatten, Leak, QuantNetwork
+from hwgen.testing import random_quant_network, random_spikes
+from hwgen.widths import accumulator_bits, address_bits
+
+
+# ----------------------------------------------------------------------------- harness
+
+def input_tokens(sample: np.ndarray, rng: np.random.Generator) -> list[int]:
+    """The token sequence of one inference ``[T, N]``: each timestep's spikes in a random
+    order (the contract allows any), then its tick."""
+    timesteps, n = sample.shape
+    tokens = []
+    for t in range(timesteps):
+        addrs = np.flatnonzero(sample[t])
+        rng.shuffle(addrs)
+        tokens += [pack_token(n, addr=int(a)) for a in addrs]
+        tokens.append(pack_token(n, tick=True, last=t == timesteps - 1))
+    return tokens
+
+
+class StreamDecoder:
+    """Rebuilds ``[samples, T, N]`` spikes from the transfers of one token stream and checks
+    the stream rules: unique addresses in ascending order within a timestep, and ``last`` on
+    the tick of timestep ``T - 1`` only."""
+
+    def __init__(self, n: int, samples: int, timesteps: int, name: str):
+        self.n, self.timesteps, self.name = n, timesteps, name
+        self.spikes = np.zeros((samples, timesteps, n), dtype=np.uint8)
+        self.sample = self.t = 0
+        self.previous = -1
+
+    def transfer(self, payload: int) -> None:
+        addr, tick, last = unpack_token(self.n, payload)
+        where = f"{self.name}: sample {self.sample} timestep {self.t}"
+        assert self.sample < self.spikes.shape[0], f"{self.name}: token after the last inference"
+        if tick:
+            assert last == (self.t == self.timesteps - 1), f"{where}: last={last} on the tick"
+            self.previous = -1
+            self.t += 1
+            if last:
+                self.sample, self.t = self.sample + 1, 0
+        else:
+            assert addr < self.n, f"{where}: address {addr} out of range"
+            assert addr > self.previous, f"{where}: spike {addr} after {self.previous}"
+            assert self.t < self.timesteps, f"{where}: spike after the last timestep"
+            self.previous = addr
+            self.spikes[self.sample, self.t, addr] = 1
+
+    @property
+    def complete(self) -> bool:
+        return self.sample == self.spikes.shape[0]
+
+
+def simulate_top(top: NetworkTop, inputs: np.ndarray, *, gap: float = 0.0, seed: int = 0,
+                 max_cycles: int = 200_000) -> dict:
+    """Runs every sample of ``inputs`` ``[B, T, N_in]`` back to back through ``top``.
+
+    ``gap`` is the probability that the driver withholds ``valid`` in a cycle. Returns the
+    decoded spikes of every tap, the readout of each ``done`` pulse and per-inference timing.
+    """
+    qnet = top.qnet
+    samples, timesteps = inputs.shape[:2]
+    n_in = qnet.input_size
+    rng = np.random.default_rng(seed)
+    tokens = [tok for sample in inputs.reshape(samples, timesteps, n_in)
+              for tok in input_tokens(sample, rng)]
+    layers = qnet.spiking_layers
+    taps = [getattr(top, f"tap_{k}") for k in range(len(layers))]
+    decoders = [StreamDecoder(layer.out_features, samples, timesteps, f"tap_{k}")
+                for k, layer in enumerate(layers)]
+    c_bits = top.readout.count_bits
+    result = {"counts": [], "prediction": [], "cycles": [], "tick_edges": [], "done_edges": [],
+              "start_edges": []}
+
+    async def testbench(ctx):
+        sent, opening = 0, True
+        for cycle in range(max_cycles):
+            offer = sent < len(tokens) and rng.random() >= gap
+            ctx.set(top.spikes_in.valid, offer)
+            ctx.set(top.spikes_in.payload.as_value(), tokens[sent] if offer else 0)
+            _, _, ready, done, prediction, counts, cycles, *observed = await ctx.tick().sample(
+                top.spikes_in.ready, top.done, top.prediction, top.counts.as_value(), top.cycles,
+                *(s for tap in taps for s in (tap.valid, tap.ready, tap.payload.as_value())))
+            # Edge `cycle` ends the cycle in which these inputs were offered.
+            if offer and ready:
+                if opening:
+                    result["start_edges"].append(cycle)
+                _, tick, last = unpack_token(n_in, tokens[sent])
+                if tick:
+                    result["tick_edges"].append(cycle)
+                opening = tick and last
+                sent += 1
+            for k, decoder in enumerate(decoders):
+                valid, tap_ready, payload = observed[3 * k: 3 * k + 3]
+                if valid and tap_ready:
+                    decoder.transfer(payload)
+            if done:
+                result["done_edges"].append(cycle)
+                result["prediction"].append(prediction)
+                result["counts"].append([(counts >> (k * c_bits)) & ((1 << c_bits) - 1)
+                                         for k in range(qnet.output_size)])
+                result["cycles"].append(cycles)
+                if len(result["prediction"]) == samples:
+                    # Let a few more cycles pass so that a spurious extra token would show.
+                    await ctx.tick().repeat(8)
+                    return
+        raise AssertionError(f"no result after {max_cycles} cycles")
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert all(d.complete for d in decoders), "a layer did not finish every inference"
+    result["spikes"] = [d.spikes for d in decoders]
+    return result
+
+
+def check_against_golden(qnet: QuantNetwork, parallel: int, inputs: np.ndarray, **kw) -> dict:
+    top = build_top(qnet, parallel)
+    got = simulate_top(top, inputs, **kw)
+    want = golden.run(qnet, inputs)
+    for k, (g, w) in enumerate(zip(got["spikes"], want.spikes)):
+        mismatch = np.argwhere(g != w.numpy())
+        assert len(mismatch) == 0, \
+            f"layer {k}: {len(mismatch)} spikes differ, first at [sample, t, neuron] = {mismatch[0]}"
+    assert got["counts"] == want.counts.tolist()
+    assert got["prediction"] == want.prediction.tolist()
+    got["top"] = top
+    return got
+
+
+def active_fraction(qnet: QuantNetwork, inputs: np.ndarray) -> list[float]:
+    """How much each layer fires: a test whose layers never (or always) fire proves little."""
+    return [float(s.float().mean()) for s in golden.run(qnet, inputs).spikes]
+
+
+# ----------------------------------------------------------------------------- tokens
+
+def test_token_layout_matches_contract():
+    layout = token_layout(10)
+    assert layout.size == address_bits(10) + 2 == 6
+    assert [(name, field.offset, field.width) for name, field in layout] == \
+        [("addr", 0, 4), ("tick", 4, 1), ("last", 5, 1)]
+    assert token_layout(1).size == 3  # A = max(1, ...)
+    assert pack_token(10, addr=9) == 9
+    assert pack_token(10, tick=True, last=True) == 0b110000
+    assert unpack_token(10, 0b010011) == (3, True, False)
+
+
+# ----------------------------------------------------------------------------- against golden
+
+@pytest.mark.parametrize("parallel", [1, 2, 4])
+def test_parallel_lanes(parallel):
+    qnet = random_quant_network([12, 8, 6], seed=parallel, timesteps=5)
+    inputs = random_spikes((2, 5, 12), 0.35, seed=10 + parallel)
+    activity = active_fraction(qnet, inputs)
+    assert all(0.05 < a < 0.95 for a in activity), activity
+    check_against_golden(qnet, parallel, inputs)
+
+
+def test_parallel_not_dividing_layer_and_capped():
+    # P = 3 over 10 neurons: 4 groups, the last one with two idle lanes; P = 7 > 5 is capped.
+    qnet = random_quant_network([9, 10, 5], seed=3, timesteps=5)
+    inputs = random_spikes((3, 5, 9), 0.4, seed=4)
+    assert check_against_golden(qnet, 3, inputs)["top"].groups == [4, 2]
+    capped = check_against_golden(qnet, 7, inputs)["top"]
+    assert [e.lanes for e in capped.engines] == [7, 5] and capped.groups == [2, 1]
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+def test_reset_modes(reset):
+    qnet = random_quant_network([10, 7, 4], seed=20, timesteps=6, reset=reset,
+                                leak=Leak("shift", shift=2))
+    inputs = random_spikes((2, 6, 10), 0.4, seed=21)
+    check_against_golden(qnet, 2, inputs)
+
+
+@pytest.mark.parametrize("leak", [Leak("none"), Leak("shift", shift=1),
+                                  Leak("mul", mul=45, frac_bits=6)],
+                         ids=["none", "shift", "mul"])
+def test_leak_kinds(leak):
+    # Negative biases make negative membranes common, where a floor shift differs from a
+    # truncating one.
+    qnet = random_quant_network([10, 8, 4], seed=30, timesteps=6, leak=leak)
+    for layer in qnet.spiking_layers:
+        layer.bias = layer.bias - 6
+        layer.acc_bits = accumulator_bits(layer.weight, layer.bias, layer.state_bits)
+    inputs = random_spikes((2, 6, 10), 0.4, seed=31)
+    check_against_golden(qnet, 3, inputs)
+
+
+def test_per_neuron_thresholds_and_biases():
+    # P = 2 over 8 neurons: every lane's threshold and bias differ across groups -> ROMs.
+    qnet = random_quant_network([10, 8, 5], seed=40, timesteps=6, per_neuron_threshold=True)
+    assert len(set(qnet.spiking_layers[0].threshold.tolist())) > 2
+    inputs = random_spikes((2, 6, 10), 0.4, seed=41)
+    check_against_golden(qnet, 2, inputs)
+
+
+def test_saturation_hits_both_rails():
+    # 5-bit state (rails -16 and 15) with 6-bit weights: a few spikes leave the rails behind.
+    qnet = random_quant_network([12, 8], seed=50, timesteps=6, state_bits=5,
+                                leak=Leak("none"), reset="none")
+    layer = qnet.spiking_layers[0]
+    layer.threshold[:] = 9
+    inputs = random_spikes((2, 6, 12), 0.5, seed=51)
+    x = inputs.reshape(-1, 12).astype(np.int64)
+    a = x @ layer.weight.T + layer.bias
+    assert (a > layer.state_max).any() and (a < layer.state_min).any(), "rails not exercised"
+    check_against_golden(qnet, 3, inputs)
+
+
+def test_input_gaps_and_flatten():
+    qnet = random_quant_network([12, 10, 4], seed=60, timesteps=5)
+    qnet = QuantNetwork((3, 4), [Flatten("flat")] + qnet.layers, qnet.timesteps)
+    inputs = random_spikes((2, 5, 3, 4), 0.35, seed=61)
+    check_against_golden(qnet, 4, inputs, gap=0.5, seed=62)
+
+
+def test_consecutive_inferences_are_isolated():
+    qnet = random_quant_network([10, 8, 4], seed=70, timesteps=4, leak=Leak("none"),
+                                reset="none")
+    inputs = random_spikes((3, 4, 10), 0.45, seed=71)
+    got = check_against_golden(qnet, 2, inputs)
+    # The golden model starts each sample from u = 0; also check each sample run alone.
+    for b in range(3):
+        alone = golden.run(qnet, inputs[b:b + 1])
+        assert got["counts"][b] == alone.counts[0].tolist()
+    assert len(set(map(tuple, got["counts"]))) > 1, "samples too alike to show leftover state"
+
+
+@pytest.mark.parametrize("sizes", [[1, 3, 1], [5, 1, 2]], ids=["n_in=1,n_out=1", "n_out=1 hidden"])
+def test_tiny_layers(sizes):
+    qnet = random_quant_network(sizes, seed=80, timesteps=5, weight_bits=5)
+    for layer in qnet.spiking_layers:  # thresholds a single input can cross
+        layer.threshold[:] = 3
+    inputs = random_spikes((2, 5, sizes[0]), 0.6, seed=81)
+    assert sum(active_fraction(qnet, inputs)) > 0
+    check_against_golden(qnet, 2, inputs)
+
+
+# ----------------------------------------------------------------------------- one engine
+
+def test_engine_output_backpressure():
+    """Downstream ready low for random stretches: no spike is lost or sent twice."""
+    qnet = random_quant_network([8, 10], seed=90, timesteps=5)
+    layer = qnet.spiking_layers[0]
+    layer.threshold[:] = 4  # most neurons fire: the spike queue fills up
+    inputs = random_spikes((2, 5, 8), 0.5, seed=91)
+    want = golden.run(qnet, inputs).spikes[0].numpy()
+    assert want.mean() > 0.5
+    engine = DenseLIFEngine(layer, 4)
+    rng = np.random.default_rng(92)
+    tokens = [tok for sample in inputs for tok in input_tokens(sample, rng)]
+    decoder = StreamDecoder(10, 2, 5, "engine")
+
+    async def testbench(ctx):
+        sent, stall = 0, 0
+        for _ in range(20_000):
+            if stall == 0 and rng.random() < 0.1:
+                stall = int(rng.integers(1, 40))  # long stretches of ready low
+            ctx.set(engine.spikes_out.ready, stall == 0)
+            stall = max(0, stall - 1)
+            offer = sent < len(tokens)
+            ctx.set(engine.spikes_in.valid, offer)
+            ctx.set(engine.spikes_in.payload.as_value(), tokens[sent] if offer else 0)
+            _, _, ready, valid, out_ready, payload = await ctx.tick().sample(
+                engine.spikes_in.ready, engine.spikes_out.valid, engine.spikes_out.ready,
+                engine.spikes_out.payload.as_value())
+            sent += offer and ready
+            if valid and out_ready:
+                decoder.transfer(payload)
+            if decoder.complete:
+                return
+        raise AssertionError("engine did not finish")
+
+    sim = Simulator(engine)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert np.array_equal(decoder.spikes, want)
+
+
+# ----------------------------------------------------------------------------- cost, Verilog
+
+def test_cycle_cost_per_timestep():
+    """A timestep with ``a`` active inputs costs ``a*G + G + STEP_CONSTANT`` cycles at the
+    input, and an inference ``Σ_t (a_t*G + G) + INFERENCE_CONSTANT`` cycles to ``done``.
+
+    STEP_CONSTANT is 0: the engine takes a token in the last cycle of the previous one's
+    groups. INFERENCE_CONSTANT covers the fill and drain: the first token's accept cycle,
+    the fire pass pipeline (``pipeline_latency``), the last timestep's output spikes
+    (at most ``N_out``) and the readout's cycle.
+    """
+    STEP_CONSTANT = 0
+    qnet = random_quant_network([12, 8], seed=100, timesteps=6)
+    top = build_top(qnet, 2)
+    (G,) = top.groups
+    inputs = random_spikes((1, 6, 12), 0.3, seed=101)
+    active = inputs[0].sum(axis=1)
+    got = simulate_top(top, inputs)
+    steps = np.diff([-1] + got["tick_edges"])  # edge to edge; the first from cycle 0
+    model = active * G + G + STEP_CONSTANT
+    assert (steps >= model).all()  # can't beat one group per cycle
+    assert (steps <= 1.25 * model).all(), (steps, model)
+    out_spikes = int(golden.run(qnet, inputs).spikes[0][0, -1].sum())
+    inference_constant = top.pipeline_latency[0] + out_spikes + 1
+    model_total = int(model.sum()) + inference_constant
+    assert got["cycles"][0] <= 1.25 * model_total, (got["cycles"], model_total)
+    assert got["cycles"][0] >= model.sum()
+
+
+def test_cycles_output_counts_from_accept_to_done():
+    """``cycles`` counts the cycles from the accepting edge ``a`` through the ``done`` cycle,
+    i.e. the cycles that start at edges ``a .. d-1`` when ``done`` is sampled high at ``d``;
+    also when a second inference enters before the first is done."""
+    qnet = random_quant_network([6, 5, 4], seed=110, timesteps=3)
+    inputs = random_spikes((3, 3, 6), 0.5, seed=111)
+    got = simulate_top(build_top(qnet, 1), inputs, gap=0.3, seed=112)
+    assert got["start_edges"][1] < got["done_edges"][0], "inferences did not overlap"
+    assert got["cycles"] == [d - a for a, d in zip(got["start_edges"], got["done_edges"])]
+
+
+def test_verilog_is_deterministic_and_has_contract_ports():
+    qnet = random_quant_network([10, 6, 3], seed=120, timesteps=5)
+    qnet.spiking_layers[0].threshold[::2] += 1  # a threshold ROM too
+    top = build_top(qnet, 4)
+    text = verilog.convert(top, name="hwgen_top", emit_src=False)
+    assert text == verilog.convert(top, name="hwgen_top", emit_src=False)
+    assert text == verilog.convert(build_top(qnet, 4), name="hwgen_top", emit_src=False)
+    header = text[text.index("module hwgen_top("):].split(";")[0]
+    ports = {p.strip() for p in header[len("module hwgen_top("):].rstrip(")").split(",")}
+    assert ports == {"clk", "rst", "spikes_in__valid", "spikes_in__ready", "spikes_in__payload",
+                     "tap_0__valid", "tap_0__ready", "tap_0__payload",
+                     "tap_1__valid", "tap_1__ready", "tap_1__payload",
+                     "done", "prediction", "counts", "cycles"}
+    assert "input [5:0] spikes_in__payload" in text
+    assert "output [8:0] counts" in text  # 3 outputs x ceil(log2(5 + 1)) bits
+    assert "output [31:0] cycles" in text
