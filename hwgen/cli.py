@@ -23,6 +23,9 @@ from .errors import HwgenError
 from .quantize import QuantOptions
 
 console = Console(stderr=True)
+# Without a terminal (CI, pipes) stages are logged as plain lines on stdout, so that stderr
+# carries nothing but errors.
+log = Console()
 
 
 @contextmanager
@@ -37,7 +40,7 @@ def stages() -> Iterator:
                 bar.update(current[-1], completed=1, total=1)
             current.append(bar.add_task(description, total=None))
             if not console.is_terminal:
-                console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {description}")
+                log.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {description}")
 
         yield advance
         if current:
@@ -102,7 +105,7 @@ def _generate(args: argparse.Namespace) -> int:
     with stages() as progress:
         report = generate(args.model, args.out, opts, progress)
     hw = report["hardware"]
-    console.print(f"wrote {args.out}/hwgen_top.v: {hw['neurons']} neurons, {hw['synapses']} synapses, "
+    log.print(f"wrote {args.out}/hwgen_top.v: {hw['neurons']} neurons, {hw['synapses']} synapses, "
                   f"{hw['weight_memory_bits']} weight bits, ~{hw.get('cycles_per_inference_expected', hw['cycles_per_inference_worst']):.0f} cycles/inference")
     return 0
 
@@ -113,7 +116,7 @@ def _sim(args: argparse.Namespace) -> int:
 
     with stages() as progress:
         report = simulate(args.out, args.samples, args.inputs, args.simulator, progress)
-    print_sim(report, Console())
+    print_sim(report, log)
     if report["mismatches"]:
         m = report["first_mismatch"]
         console.print(f"hwgen: error: {report['mismatches']} mismatches between RTL and golden model; first: "

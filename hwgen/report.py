@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .golden import GoldenTrace
-from .hardware import DENSE_PIPELINE_CYCLES
+from .hardware import DenseLIFEngine
 from .ir import QuantNetwork
 from .widths import unsigned_bits
 
@@ -19,7 +19,7 @@ def layer_parallelism(n_out: int, parallel: int) -> int:
 def timestep_cycles_bound(active_inputs: float, n_out: int, parallel: int) -> float:
     """The event-driven cost model of one layer and timestep (docs/hardware.md)."""
     groups = math.ceil(n_out / layer_parallelism(n_out, parallel))
-    return active_inputs * groups + groups + DENSE_PIPELINE_CYCLES
+    return active_inputs * groups + groups + DenseLIFEngine.pipeline_latency
 
 
 def hardware_report(qnet: QuantNetwork, parallel: int, activity: GoldenTrace | None,
