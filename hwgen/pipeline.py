@@ -196,7 +196,7 @@ def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
     float_trace = ir_sim.run_float(design.net, torch.as_tensor(x, dtype=torch.float32))
     progress(f"sim: {simulator} + cocotb, {len(x)} samples")
     result = run_rtl(Path(out) / "hwgen_top.v", design.qnet, x, trace, simulator=simulator,
-                     build_dir=Path(out) / "sim_build" / simulator, progress=progress)
+                     build_dir=Path(out) / "sim_build")
     report = {
         "simulator": simulator,
         "inputs": source,
