@@ -9,14 +9,19 @@ tests are after.
 
 from __future__ import annotations
 
+import copy
+import os
+import subprocess
+import sys
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from amaranth.hdl import ClockDomain, Elaboratable, Fragment, Module
 from amaranth.sim import Simulator
 
 from hwgen import golden
-from hwgen.hardware import DenseLIFEngine, NetworkTop, build_top, pack_token, token_layout, \
-    unpack_token
+from hwgen.hardware import DenseLIFEngine, NetworkTop, Readout, build_top, pack_token, \
+    token_layout, unpack_token
 from hwgen.ir import Flatten, Leak, QuantNetwork
 from hwgen.testing import random_quant_network, random_spikes
 from hwgen.widths import accumulator_bits, address_bits
@@ -87,7 +92,7 @@ def simulate_top(top: NetworkTop, inputs: np.ndarray, *, gap: float = 0.0, seed:
     taps = [getattr(top, f"tap_{k}") for k in range(len(layers))]
     decoders = [StreamDecoder(layer.out_features, samples, timesteps, f"tap_{k}")
                 for k, layer in enumerate(layers)]
-    c_bits = top.readout.count_bits
+    c_bits = top.count_bits
     result = {"counts": [], "prediction": [], "cycles": [], "tick_edges": [], "done_edges": [],
               "start_edges": []}
 
@@ -183,7 +188,7 @@ def test_parallel_not_dividing_layer_and_capped():
     inputs = random_spikes((3, 5, 9), 0.4, seed=4)
     assert check_against_golden(qnet, 3, inputs)["top"].groups == [4, 2]
     capped = check_against_golden(qnet, 7, inputs)["top"]
-    assert [e.lanes for e in capped.engines] == [7, 5] and capped.groups == [2, 1]
+    assert capped.lanes == [7, 5] and capped.groups == [2, 1]
 
 
 @pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
@@ -211,21 +216,35 @@ def test_leak_kinds(leak):
 def test_per_neuron_thresholds_and_biases():
     # P = 2 over 8 neurons: every lane's threshold and bias differ across groups -> ROMs.
     qnet = random_quant_network([10, 8, 5], seed=40, timesteps=6, per_neuron_threshold=True)
-    assert len(set(qnet.spiking_layers[0].threshold.tolist())) > 2
-    inputs = random_spikes((2, 6, 10), 0.4, seed=41)
+    rng = np.random.default_rng(42)
+    for layer, top in zip(qnet.spiking_layers, (40, 120)):  # a wide spread, so that a wrong
+        layer.threshold = rng.integers(2, top, size=layer.out_features)  # lane's value shows
+    inputs = random_spikes((4, 6, 10), 0.3, seed=41)
+    activity = active_fraction(qnet, inputs)
+    assert all(0.2 < a < 0.8 for a in activity), activity
     check_against_golden(qnet, 2, inputs)
 
 
 def test_saturation_hits_both_rails():
-    # 5-bit state (rails -16 and 15) with 6-bit weights: a few spikes leave the rails behind.
-    qnet = random_quant_network([12, 8], seed=50, timesteps=6, state_bits=5,
-                                leak=Leak("none"), reset="none")
+    """A 5-bit state (rails -16 and 15) under 6-bit weights. Inputs 0..3 inhibit hard and come
+    first, inputs 4..11 excite mildly and come later: the membranes are driven past the low
+    rail, climb back from it and go past the high rail, so that the exact rail values decide
+    when the neurons fire."""
+    qnet = random_quant_network([12, 8], seed=50, timesteps=8, state_bits=5,
+                                leak=Leak("none"), reset="subtract", with_bias=False)
     layer = qnet.spiking_layers[0]
-    layer.threshold[:] = 9
-    inputs = random_spikes((2, 6, 12), 0.5, seed=51)
-    x = inputs.reshape(-1, 12).astype(np.int64)
-    a = x @ layer.weight.T + layer.bias
-    assert (a > layer.state_max).any() and (a < layer.state_min).any(), "rails not exercised"
+    rng = np.random.default_rng(52)
+    layer.weight[:, :4] = rng.integers(-32, -20, size=(8, 4))
+    layer.weight[:, 4:] = rng.integers(0, 7, size=(8, 8))
+    layer.threshold = rng.integers(1, 15, size=8)
+    layer.acc_bits = accumulator_bits(layer.weight, layer.bias, layer.state_bits)
+    inputs = random_spikes((3, 8, 12), 0.6, seed=51)
+    inputs[:, :3, 4:] = 0
+    inputs[:, 3:, :4] = 0
+    # The rails must matter: the unclamped integration would give other spikes.
+    wide = QuantNetwork(qnet.input_shape, [copy.deepcopy(layer)], qnet.timesteps)
+    wide.spiking_layers[0].state_bits = 16
+    assert not np.array_equal(golden.run(wide, inputs).spikes[0], golden.run(qnet, inputs).spikes[0])
     check_against_golden(qnet, 3, inputs)
 
 
@@ -248,6 +267,75 @@ def test_consecutive_inferences_are_isolated():
     assert len(set(map(tuple, got["counts"]))) > 1, "samples too alike to show leftover state"
 
 
+def test_reset_abandons_a_half_finished_inference():
+    """``rst`` in the middle of an inference: the engines rewrite their membranes with the
+    biases on the way out of reset, so the next inference matches a fresh golden run."""
+    qnet = random_quant_network([10, 8, 4], seed=76, timesteps=4, leak=Leak("none"),
+                                reset="none")
+    inputs = random_spikes((2, 4, 10), 0.3, seed=76)
+    assert all(0.2 < a < 0.8 for a in active_fraction(qnet, inputs))
+    top = build_top(qnet, 3)
+    domain = ClockDomain("sync")
+    rng = np.random.default_rng(77)
+    # Half an inference of sample 0 (its spikes stay in the membranes), then sample 1.
+    tokens = input_tokens(inputs[0], rng)
+    half = tokens[:len(tokens) // 2]
+    full = input_tokens(inputs[1], rng)
+    decoders = [StreamDecoder(8, 1, 4, "tap_0"), StreamDecoder(4, 1, 4, "tap_1")]
+    got = {}
+
+    async def testbench(ctx):
+        for phase, stream in (("half", half), ("full", full)):
+            sent = 0
+            for _ in range(5_000):
+                offer = sent < len(stream)
+                ctx.set(top.spikes_in.valid, offer)
+                ctx.set(top.spikes_in.payload.as_value(), stream[sent] if offer else 0)
+                _, _, ready, done, counts, *observed = await ctx.tick().sample(
+                    top.spikes_in.ready, top.done, top.counts.as_value(),
+                    *(s for tap in (top.tap_0, top.tap_1)
+                      for s in (tap.valid, tap.ready, tap.payload.as_value())))
+                sent += offer and ready
+                if phase == "half" and sent == len(stream):
+                    await ctx.tick().repeat(20)  # let the layers chew on it
+                    ctx.set(domain.rst, 1)
+                    await ctx.tick()
+                    ctx.set(domain.rst, 0)
+                    break
+                if phase == "full":
+                    for k, decoder in enumerate(decoders):
+                        valid, tap_ready, payload = observed[3 * k: 3 * k + 3]
+                        if valid and tap_ready:
+                            decoder.transfer(payload)
+                    if done:
+                        got["counts"] = counts
+                        return
+        raise AssertionError("no result")
+
+    sim = Simulator(Fragment.get(_InDomain(top, domain), None))
+    sim.add_clock(1e-6, domain=domain)
+    sim.add_testbench(testbench)
+    sim.run()
+    want = golden.run(qnet, inputs[1:])
+    for decoder, spikes in zip(decoders, want.spikes):
+        assert np.array_equal(decoder.spikes, spikes.numpy()), decoder.name
+    c = top.count_bits
+    assert [(got["counts"] >> (k * c)) & ((1 << c) - 1) for k in range(4)] == want.counts[0].tolist()
+
+
+class _InDomain(Elaboratable):
+    """``design`` in an explicit ``sync`` domain, so that a testbench can drive its reset."""
+
+    def __init__(self, design, domain: ClockDomain):
+        self.design, self.domain = design, domain
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.domain
+        m.submodules.design = self.design
+        return m
+
+
 @pytest.mark.parametrize("sizes", [[1, 3, 1], [5, 1, 2]], ids=["n_in=1,n_out=1", "n_out=1 hidden"])
 def test_tiny_layers(sizes):
     qnet = random_quant_network(sizes, seed=80, timesteps=5, weight_bits=5)
@@ -256,6 +344,27 @@ def test_tiny_layers(sizes):
     inputs = random_spikes((2, 5, sizes[0]), 0.6, seed=81)
     assert sum(active_fraction(qnet, inputs)) > 0
     check_against_golden(qnet, 2, inputs)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_configurations(seed):
+    """Everything at once, drawn at random: layer widths (down to 1), P, reset, leak, widths,
+    per-neuron thresholds, T (down to 1), input gaps."""
+    rng = np.random.default_rng(1000 + seed)
+    sizes = [int(rng.integers(1, 17)), int(rng.integers(1, 13)), int(rng.integers(1, 9))]
+    kind = ["none", "shift", "mul"][seed % 3]
+    frac = int(rng.integers(3, 9))
+    leak = {"none": Leak("none"), "shift": Leak("shift", shift=int(rng.integers(1, 5))),
+            "mul": Leak("mul", mul=int(rng.integers(0, 1 << frac)), frac_bits=frac)}[kind]
+    timesteps = int(rng.integers(1, 7))
+    qnet = random_quant_network(
+        sizes, seed=seed, weight_bits=int(rng.integers(3, 7)),
+        state_bits=int(rng.integers(6, 13)), timesteps=timesteps,
+        reset=["subtract", "zero", "none"][int(rng.integers(3))], leak=leak,
+        per_neuron_threshold=bool(rng.integers(2)))
+    inputs = random_spikes((3, timesteps, sizes[0]), float(rng.uniform(0.2, 0.6)), seed=seed)
+    check_against_golden(qnet, int(rng.integers(1, 6)), inputs, gap=float(rng.uniform(0, 0.5)),
+                         seed=seed)
 
 
 # ----------------------------------------------------------------------------- one engine
@@ -300,33 +409,83 @@ def test_engine_output_backpressure():
     assert np.array_equal(decoder.spikes, want)
 
 
+def test_readout_saturates_and_breaks_ties_low():
+    """More timesteps than the counters were sized for (T = 3, 2-bit counters): the counts
+    stick at 3; equal counts go to the lowest index; counters restart after ``done``."""
+    readout = Readout(5, timesteps=3)
+    assert readout.count_bits == 2
+    rng = np.random.default_rng(130)
+    cases = [rng.integers(0, 2, size=(6, 5)) for _ in range(6)]
+    cases += [np.array([[0, 1, 0, 1, 1]] * 2), np.zeros((1, 5), dtype=np.int64)]
+    results = []
+
+    async def testbench(ctx):
+        for spikes in cases:
+            tokens = [pack_token(5, addr=int(a)) for step in spikes for a in np.flatnonzero(step)]
+            tokens.append(pack_token(5, tick=True, last=True))
+            for n, token in enumerate(tokens, 1):
+                ctx.set(readout.spikes.valid, 1)
+                ctx.set(readout.spikes.payload.as_value(), token)
+                assert ctx.get(readout.spikes.ready)
+                await ctx.tick()  # `done` is up right after the edge taking the last tick
+                assert ctx.get(readout.done) == (n == len(tokens))
+            ctx.set(readout.spikes.valid, 0)
+            results.append((ctx.get(readout.prediction), list(ctx.get(readout.counts))))
+            await ctx.tick()
+            assert not ctx.get(readout.done)
+
+    sim = Simulator(readout)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    for spikes, (prediction, counts) in zip(cases, results):
+        want = np.minimum(spikes.sum(axis=0), 3)
+        assert counts == want.tolist()
+        assert prediction == int(np.flatnonzero(want == want.max())[0])
+    assert any(max(c) == 3 for _, c in results) and results[-2][0] == 1
+
+
 # ----------------------------------------------------------------------------- cost, Verilog
 
 def test_cycle_cost_per_timestep():
     """A timestep with ``a`` active inputs costs ``a*G + G + STEP_CONSTANT`` cycles at the
-    input, and an inference ``Σ_t (a_t*G + G) + INFERENCE_CONSTANT`` cycles to ``done``.
-
-    STEP_CONSTANT is 0: the engine takes a token in the last cycle of the previous one's
-    groups. INFERENCE_CONSTANT covers the fill and drain: the first token's accept cycle,
-    the fire pass pipeline (``pipeline_latency``), the last timestep's output spikes
-    (at most ``N_out``) and the readout's cycle.
+    input of a layer, with STEP_CONSTANT = 0: the engine takes a token in the last cycle of
+    the previous one's groups, and the fire pass of a tick overlaps the next timestep's
+    integration. A whole inference adds a one-off fill and drain (``pipeline_latency``, the
+    last timestep's output spikes, the readout's cycle), which ``estimate_cycles`` models.
     """
     STEP_CONSTANT = 0
     qnet = random_quant_network([12, 8], seed=100, timesteps=6)
-    top = build_top(qnet, 2)
+    inputs = random_spikes((2, 6, 12), 0.3, seed=101)
+    got = check_against_golden(qnet, 2, inputs)
+    top = got["top"]
     (G,) = top.groups
-    inputs = random_spikes((1, 6, 12), 0.3, seed=101)
-    active = inputs[0].sum(axis=1)
-    got = simulate_top(top, inputs)
-    steps = np.diff([-1] + got["tick_edges"])  # edge to edge; the first from cycle 0
-    model = active * G + G + STEP_CONSTANT
-    assert (steps >= model).all()  # can't beat one group per cycle
-    assert (steps <= 1.25 * model).all(), (steps, model)
-    out_spikes = int(golden.run(qnet, inputs).spikes[0][0, -1].sum())
-    inference_constant = top.pipeline_latency[0] + out_spikes + 1
-    model_total = int(model.sum()) + inference_constant
-    assert got["cycles"][0] <= 1.25 * model_total, (got["cycles"], model_total)
-    assert got["cycles"][0] >= model.sum()
+    assert G == 4
+    trace = golden.run(qnet, inputs)
+    T = qnet.timesteps
+    for b in range(2):
+        active = inputs[b].sum(axis=1)
+        ticks = got["tick_edges"][b * T:(b + 1) * T]
+        # A timestep lasts from the edge taking the previous tick to the edge taking its own;
+        # the first token of an inference was taken G cycles before its groups were done.
+        steps = np.diff([got["start_edges"][b] - G] + ticks)
+        model = active * G + G + STEP_CONSTANT
+        assert (steps >= model).all(), (steps, model)  # no faster than one group per cycle
+        assert (steps <= 1.25 * model).all(), (steps, model)
+        final = int(trace.spikes[-1][b, -1].sum())
+        assert got["cycles"][b] == top.estimate_cycles([active.tolist()], final)
+
+
+def test_cycle_estimate_of_a_chain():
+    qnet = random_quant_network([16, 12, 6], seed=5, timesteps=6)
+    inputs = random_spikes((2, 6, 16), 0.3, seed=6)
+    got = check_against_golden(qnet, 2, inputs)
+    trace = golden.run(qnet, inputs)
+    for b in range(2):
+        into = [inputs[b].sum(axis=1).tolist()] + [s[b].sum(axis=1).tolist()
+                                                   for s in trace.spikes[:-1]]
+        estimate = got["top"].estimate_cycles(into, int(trace.spikes[-1][b, -1].sum()))
+        assert estimate <= got["cycles"][b] <= 1.1 * estimate, (got["cycles"][b], estimate)
 
 
 def test_cycles_output_counts_from_accept_to_done():
@@ -356,3 +515,19 @@ def test_verilog_is_deterministic_and_has_contract_ports():
     assert "input [5:0] spikes_in__payload" in text
     assert "output [8:0] counts" in text  # 3 outputs x ceil(log2(5 + 1)) bits
     assert "output [31:0] cycles" in text
+
+
+def test_verilog_does_not_depend_on_the_hash_seed():
+    """Set and dict iteration orders change with PYTHONHASHSEED: the text must not."""
+    script = ("import sys\n"
+              "from amaranth.back import verilog\n"
+              "from hwgen.hardware import build_top\n"
+              "from hwgen.testing import random_quant_network\n"
+              "qnet = random_quant_network([10, 6, 3], seed=120, timesteps=5,"
+              " per_neuron_threshold=True)\n"
+              "sys.stdout.write(verilog.convert(build_top(qnet, 4), name='hwgen_top',"
+              " emit_src=False))\n")
+    texts = {subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+             for seed in ("1", "2")}
+    assert len(texts) == 1 and "module hwgen_top" in texts.pop()

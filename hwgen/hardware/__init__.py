@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ..ir import QuantNetwork
-from .dense import DenseLIFEngine, SpikeSerializer
+from .dense import DenseLIFEngine, SpikeSerializer, lanes_and_groups
 from .readout import Readout
 from .tokens import pack_token, token_layout, token_signature, unpack_token
-from .top import NetworkTop, tap_signature
+from .top import NetworkTop, estimate_cycles, tap_signature
 
 __all__ = [
     "DenseLIFEngine",
@@ -14,6 +14,8 @@ __all__ = [
     "Readout",
     "SpikeSerializer",
     "build_top",
+    "estimate_cycles",
+    "lanes_and_groups",
     "pack_token",
     "tap_signature",
     "token_layout",

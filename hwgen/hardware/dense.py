@@ -28,7 +28,7 @@ from ..ir import Leak, QuantDense
 from ..widths import accumulator_bits, address_bits, signed_bits
 from .tokens import token_signature
 
-__all__ = ["DenseLIFEngine", "SpikeSerializer", "group_layout", "leak"]
+__all__ = ["DenseLIFEngine", "SpikeSerializer", "group_layout", "lanes_and_groups", "leak"]
 
 
 def group_layout(n: int, lanes: int) -> data.StructLayout:
@@ -85,6 +85,15 @@ def _lane_values(m: Module, name: str, table: np.ndarray, addr: Value, en: Value
     port = rom.read_port()
     m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
     return [port.data[lane] for lane in range(table.shape[1])]
+
+
+def lanes_and_groups(n_out: int, parallel: int) -> tuple[int, int]:
+    """``(P, G)`` of a layer of ``n_out`` neurons: ``P`` capped at the layer width,
+    ``G = ceil(n_out / P)`` groups."""
+    if parallel < 1:
+        raise ValueError(f"parallel must be at least 1, not {parallel}")
+    lanes = min(parallel, n_out)
+    return lanes, -(-n_out // lanes)
 
 
 class SpikeSerializer(wiring.Component):
@@ -170,16 +179,13 @@ class DenseLIFEngine(wiring.Component):
     pipeline_latency = 5
 
     def __init__(self, layer: QuantDense, parallel: int):
-        if parallel < 1:
-            raise ValueError(f"parallel must be at least 1, not {parallel}")
         if layer.acc_bits < accumulator_bits(layer.weight, layer.bias, layer.state_bits):
             raise ValueError(f"layer {layer.name!r}: acc_bits={layer.acc_bits} cannot hold every "
                              f"partial sum; the accumulator would wrap")
         if (np.asarray(layer.threshold) < 1).any():
             raise ValueError(f"layer {layer.name!r}: thresholds must be >= 1")
         self.layer = layer
-        self.lanes = min(parallel, layer.out_features)
-        self.groups = -(-layer.out_features // self.lanes)
+        self.lanes, self.groups = lanes_and_groups(layer.out_features, parallel)
         super().__init__({
             "spikes_in": In(token_signature(layer.in_features)),
             "spikes_out": Out(token_signature(layer.out_features)),

@@ -6,18 +6,20 @@ and the board top rely on their names, widths and order of payload bits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..ir import QuantNetwork
-from ..widths import address_bits
-from .dense import DenseLIFEngine
+from ..widths import address_bits, unsigned_bits
+from .dense import DenseLIFEngine, lanes_and_groups
 from .readout import Readout
 from .tokens import token_layout, token_signature
 
-__all__ = ["NetworkTop", "tap_signature"]
+__all__ = ["NetworkTop", "estimate_cycles", "tap_signature"]
 
 
 def tap_signature(n: int) -> wiring.Signature:
@@ -29,12 +31,51 @@ def tap_signature(n: int) -> wiring.Signature:
     })
 
 
+def estimate_cycles(qnet: QuantNetwork, parallel: int, active_inputs: Sequence[Sequence[int]],
+                    final_spikes: int = 0) -> int:
+    """An estimate of ``NetworkTop.cycles`` for one inference, input offered back to back.
+
+    ``active_inputs[k][t]`` is the number of spikes into spiking layer ``k`` at timestep ``t``
+    (row 0: the input; row ``k``: the output of layer ``k - 1``); ``final_spikes`` is the
+    number of spikes the last layer sends in the last timestep.
+
+    Each layer takes a token every ``G`` cycles (docs/hardware.md: a timestep costs
+    ``(a + 1) * G``) but cannot take the spikes of timestep ``t`` before its upstream's fire
+    pass of ``t`` sends them, ``DenseLIFEngine.pipeline_latency`` cycles after that upstream
+    took its tick. Exact for one layer (tests/test_hardware.py); for a chain it assumes that
+    a fire pass sends its spikes one per cycle, so it runs low when a layer is slower to
+    accept than its upstream is to fire (backpressure into the upstream fire pass).
+    """
+    layers = qnet.spiking_layers
+    if len(active_inputs) != len(layers):
+        raise ValueError(f"need one row of spike counts per spiking layer ({len(layers)}), "
+                         f"got {len(active_inputs)}")
+    latency = DenseLIFEngine.pipeline_latency
+    upstream = upstream_groups = None  # the edges at which the previous layer took its ticks
+    for layer, per_step in zip(layers, active_inputs):
+        _, groups = lanes_and_groups(layer.out_features, parallel)
+        ticks = []
+        free = 0  # the edge from which the engine can take its next token
+        for t, a in enumerate(per_step):
+            if upstream is None:  # the driver offers every token as soon as one is taken
+                tick = free + a * groups
+            else:
+                first = upstream[t] + latency
+                arrival = first + max(upstream_groups - 1, a)
+                tick = max(max(free, first) + a * groups, arrival)
+            ticks.append(tick)
+            free = tick + groups
+        upstream, upstream_groups = ticks, groups
+    # `cycles` runs from the first accepting edge (0 here) through the `done` cycle.
+    return upstream[-1] + latency + max(upstream_groups - 1, final_spikes) + 1
+
+
 class NetworkTop(wiring.Component):
     """The whole accelerator for ``qnet``, each layer ``parallel`` neurons per cycle.
 
-    Flatten layers are no-ops on addresses and produce no hardware. ``engines`` holds one
-    :class:`DenseLIFEngine` per spiking layer, with its ``groups`` and ``pipeline_latency``
-    for cycle estimates (:meth:`estimate_cycles`).
+    Flatten layers are no-ops on addresses and produce no hardware. ``lanes``, ``groups`` and
+    ``pipeline_latency`` hold each spiking layer's ``P``, ``G`` and tick-to-output latency, for
+    reports (:meth:`estimate_cycles`); the engines themselves are built by :meth:`elaborate`.
 
     Members
     -------
@@ -42,7 +83,7 @@ class NetworkTop(wiring.Component):
     tap_0, tap_1, ... : ``Out(tap_signature(N_k))``, spiking layer ``k``'s output handshake
     done : ``Out(1)``
     prediction : ``Out(address_bits(N_out))``
-    counts : ``Out(ArrayLayout(C, N_out))``, ``C = ceil(log2(timesteps + 1))``
+    counts : ``Out(ArrayLayout(count_bits, N_out))``, ``count_bits = ceil(log2(T + 1))``
     cycles : ``Out(32)``, cycles of the last completed inference
     """
 
@@ -60,47 +101,35 @@ class NetworkTop(wiring.Component):
             raise ValueError(f"timesteps must be at least 1, not {qnet.timesteps}")
 
         self.qnet = qnet
-        self.engines = [DenseLIFEngine(layer, parallel) for layer in layers]
-        self.readout = Readout(qnet.output_size, qnet.timesteps)
+        self.parallel = parallel
+        shapes = [lanes_and_groups(layer.out_features, parallel) for layer in layers]
+        self.lanes = [lanes for lanes, _ in shapes]
+        self.groups = [groups for _, groups in shapes]
+        self.pipeline_latency = [DenseLIFEngine.pipeline_latency] * len(layers)
+        self.count_bits = unsigned_bits(qnet.timesteps)
+
         members = {"spikes_in": In(token_signature(qnet.input_size))}
         for k, layer in enumerate(layers):
             members[f"tap_{k}"] = Out(tap_signature(layer.out_features))
         members.update({
             "done": Out(1),
             "prediction": Out(address_bits(qnet.output_size)),
-            "counts": Out(data.ArrayLayout(unsigned(self.readout.count_bits), qnet.output_size)),
+            "counts": Out(data.ArrayLayout(unsigned(self.count_bits), qnet.output_size)),
             "cycles": Out(32),
         })
         super().__init__(members)
 
-    @property
-    def groups(self) -> list[int]:
-        """``G`` of each spiking layer."""
-        return [engine.groups for engine in self.engines]
-
-    @property
-    def pipeline_latency(self) -> list[int]:
-        """Tick-to-first-output latency of each spiking layer (see DenseLIFEngine)."""
-        return [engine.pipeline_latency for engine in self.engines]
-
-    def estimate_cycles(self, active_inputs: list[list[int]]) -> int:
-        """A lower-bound style estimate of one inference's ``cycles``.
-
-        ``active_inputs[k][t]`` is the number of spikes into spiking layer ``k`` at timestep
-        ``t``. Layers overlap in time, so the slowest layer sets the pace:
-        ``max_k Σ_t (a[k][t] + 1) * G_k`` plus every layer's pipeline latency and the readout's
-        cycle. Output drain and inter-layer backpressure are not modelled.
-        """
-        busiest = max(sum(engine.timestep_cycles(a) for a in per_step)
-                      for engine, per_step in zip(self.engines, active_inputs))
-        return busiest + sum(self.pipeline_latency) + 1
+    def estimate_cycles(self, active_inputs: Sequence[Sequence[int]], final_spikes: int = 0) -> int:
+        """:func:`estimate_cycles` for this network and ``parallel``."""
+        return estimate_cycles(self.qnet, self.parallel, active_inputs, final_spikes)
 
     def elaborate(self, platform) -> Module:
         m = Module()
 
-        for k, engine in enumerate(self.engines):
+        engines = [DenseLIFEngine(layer, self.parallel) for layer in self.qnet.spiking_layers]
+        for k, engine in enumerate(engines):
             m.submodules[f"layer{k}"] = engine
-        m.submodules.readout = readout = self.readout
+        m.submodules.readout = readout = Readout(self.qnet.output_size, self.qnet.timesteps)
 
         # ---- the cycle counter
 
@@ -111,11 +140,11 @@ class NetworkTop(wiring.Component):
         # of a further inference waits.
         now = Signal(32)
         m.d.sync += now.eq(now + 1)
-        m.submodules.starts = starts = SyncFIFO(width=32, depth=len(self.engines) + 2)
+        m.submodules.starts = starts = SyncFIFO(width=32, depth=len(engines) + 2)
         first = Signal(init=1)  # the next input token opens an inference
         admit = ~first | starts.w_rdy
 
-        head = self.engines[0].spikes_in
+        head = engines[0].spikes_in
         m.d.comb += [
             head.payload.eq(self.spikes_in.payload),
             head.valid.eq(self.spikes_in.valid & admit),
@@ -130,20 +159,21 @@ class NetworkTop(wiring.Component):
             starts.w_en.eq(accepted & first),
         ]
 
-        tail = self.engines[-1].spikes_out
+        tail = engines[-1].spikes_out
         finishing = tail.valid & tail.ready & tail.payload.tick & tail.payload.last
         m.d.comb += starts.r_en.eq(finishing)
         with m.If(finishing):
-            # From the cycle after the accepting edge (1) to the `done` cycle (`now` + 1 here).
+            # The cycles after the accepting edge, through this one (`now - start`), plus
+            # the `done` cycle that follows.
             m.d.sync += self.cycles.eq(now - starts.r_data + 1)
 
         # ---- the layer chain and its taps
 
-        for upstream, downstream in zip(self.engines, self.engines[1:]):
+        for upstream, downstream in zip(engines, engines[1:]):
             wiring.connect(m, upstream.spikes_out, downstream.spikes_in)
         wiring.connect(m, tail, readout.spikes)
 
-        for k, engine in enumerate(self.engines):
+        for k, engine in enumerate(engines):
             tap = getattr(self, f"tap_{k}")
             stream = engine.spikes_out
             m.d.comb += [
