@@ -25,7 +25,7 @@ from .quantize import QuantOptions
 console = Console(stderr=True)
 # Without a terminal (CI, pipes) stages are logged as plain lines on stdout, so that stderr
 # carries nothing but errors.
-log = Console()
+log = Console(width=None if sys.stdout.isatty() else 132)
 
 
 @contextmanager

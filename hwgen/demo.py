@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ CALIBRATION_SAMPLES = 256
 
 
 def run_demo(out: Path, samples: int, parallel: int, simulator: str, stages) -> int:
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 132)
     split = digits.load_split()
     with tempfile.TemporaryDirectory() as tmp:
         # The demo goes through the same files a user would hand to `hwgen generate`.

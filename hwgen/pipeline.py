@@ -21,7 +21,7 @@ from .frontend import import_torch, load_torch_model
 from .ir import Network, QuantNetwork, from_json
 from .outdir import staged_directory, write_atomic
 from .quantize import QuantOptions, fidelity, quantize
-from .report import hardware_report, render_markdown
+from .report import event_driven_cycles, hardware_report, render_markdown
 
 Progress = Callable[[str], None]
 
@@ -214,5 +214,18 @@ def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
         report["accuracy_float"] = float((float_trace.prediction.numpy() == y).mean())
         report["accuracy_int"] = float((trace.prediction.numpy() == y).mean())
         report["accuracy_rtl"] = float((np.asarray(result.predictions) == y).mean())
+    bounds = event_driven_bounds(design.qnet, design.parallel, x, trace)
+    ratios = np.asarray(result.cycles, dtype=np.float64) / np.asarray(bounds, dtype=np.float64)
+    report["cycles_bound_mean"] = float(np.mean(bounds))
+    report["cycles_vs_bound_mean"] = float(ratios.mean())
+    report["cycles_vs_bound_max"] = float(ratios.max())
     write_atomic(Path(out) / "sim_report.json", json.dumps(report, indent=1) + "\n")
     return report
+
+
+def event_driven_bounds(qnet: QuantNetwork, parallel: int, x: np.ndarray,
+                        trace: golden.GoldenTrace) -> list[int]:
+    """Per sample, ``report.event_driven_cycles`` of the spikes the golden model says flow."""
+    into = [np.asarray(x).reshape(x.shape[0], x.shape[1], -1).sum(axis=2)]
+    into += [s.numpy().sum(axis=2) for s in trace.spikes[:-1]]
+    return [event_driven_cycles(qnet, parallel, [a[i].tolist() for a in into]) for i in range(x.shape[0])]

@@ -22,6 +22,21 @@ def timestep_cycles_bound(active_inputs: float, n_out: int, parallel: int) -> fl
     return active_inputs * groups + groups + DenseLIFEngine.pipeline_latency
 
 
+def event_driven_cycles(qnet: QuantNetwork, parallel: int, active_inputs: list[list[int]]) -> int:
+    """The cycle model of one inference (docs/hardware.md), from the spikes that flowed.
+
+    ``active_inputs[k][t]`` is the number of spikes into spiking layer ``k`` at timestep
+    ``t``. Layer ``k`` holds its input for ``(a + 1) * G_k`` cycles per timestep; layers
+    overlap, so the busiest one sets the pace, plus every layer's tick-to-output latency
+    and one cycle of readout.
+    """
+    busiest = 0
+    for layer, per_step in zip(qnet.spiking_layers, active_inputs):
+        groups = math.ceil(layer.out_features / layer_parallelism(layer.out_features, parallel))
+        busiest = max(busiest, sum((a + 1) * groups for a in per_step))
+    return busiest + len(qnet.spiking_layers) * DenseLIFEngine.pipeline_latency + 1
+
+
 def hardware_report(qnet: QuantNetwork, parallel: int, activity: GoldenTrace | None,
                     activity_inputs: np.ndarray | None) -> dict:
     """Per-layer sizes and memories, and cycle estimates from measured spike activity.
