@@ -121,7 +121,7 @@ def _sim(args: argparse.Namespace) -> int:
         m = report["first_mismatch"]
         console.print(f"hwgen: error: {report['mismatches']} mismatches between RTL and golden model; first: "
                       f"sample {m['sample']}, layer {m['layer']}, timestep {m['timestep']}, neuron {m['neuron']}, "
-                      f"expected {m['expected']}, got {m['got']}", markup=False)
+                      f"expected {m['expected']}, got {m['got']}", markup=False, soft_wrap=True)
         return 1
     return 0
 

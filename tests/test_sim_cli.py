@@ -1,0 +1,101 @@
+"""`hwgen sim` and `hwgen demo` from the command line: reports, exit codes, bad inputs."""
+
+import json
+import re
+import textwrap
+
+import numpy as np
+import pytest
+
+from hwgen.cli import main
+
+MODEL = textwrap.dedent("""
+    import snntorch as snn
+    import torch
+    from torch import nn
+
+    def net():
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), snn.Leaky(beta=0.5, init_hidden=True),
+                              nn.Linear(12, 4), snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero"))
+        with torch.no_grad():  # bias the weights so that both layers fire at 30% input activity
+            model[1].weight.add_(0.15)
+            model[3].weight.add_(0.2)
+        return model
+""")
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim_cli")
+    (root / "m.py").write_text(MODEL)
+    out = root / "out"
+    code = main(["generate", f"{root / 'm.py'}:net", "-o", str(out), "--input-shape", "1,4,4",
+                 "--timesteps", "8", "--parallel", "5"])
+    assert code == 0
+    return out
+
+
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_sim_reports_zero_mismatches(generated, simulator, capsys):
+    assert main(["sim", str(generated), "--samples", "4", "--simulator", simulator]) == 0
+    report = json.loads((generated / "sim_report.json").read_text())
+    assert report["simulator"] == simulator
+    assert report["samples"] == 4 and report["timesteps"] == 8
+    assert report["mismatches"] == 0 and report["first_mismatch"] is None
+    assert report["spikes_compared"] == 4 * 8 * (12 + 4) + 4 * (4 + 1)
+    assert report["cycles_per_inference_mean"] > 0
+    assert "0" in capsys.readouterr().out
+
+
+def test_sim_with_an_inputs_file(generated, tmp_path):
+    x = (np.random.default_rng(5).random((3, 8, 1, 4, 4)) < 0.3).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["sim", str(generated), "--inputs", str(tmp_path / "x.npy"), "--simulator", "icarus"]) == 0
+    assert json.loads((generated / "sim_report.json").read_text())["samples"] == 3
+
+
+@pytest.mark.parametrize("array,message", [
+    (np.zeros((3, 8, 16), np.uint8), "expected [samples, timesteps, 1, 4, 4]"),
+    (np.zeros((3, 5, 1, 4, 4), np.uint8), "5 timesteps, but the hardware was generated for 8"),
+    (np.zeros((3, 8, 1, 4, 4), np.float32), "dtype float32"),
+    (np.full((3, 8, 1, 4, 4), 2, np.int64), "values 2..2"),
+])
+def test_sim_refuses_bad_input_files(generated, tmp_path, capsys, array, message):
+    np.save(tmp_path / "x.npy", array)
+    assert main(["sim", str(generated), "--inputs", str(tmp_path / "x.npy")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_sim_fails_and_names_the_first_mismatch(generated, tmp_path, capsys):
+    # The RTL was generated from the original integers; a golden model built from altered
+    # integers must disagree, and `hwgen sim` must say where.
+    corrupted = tmp_path / "corrupted"
+    corrupted.mkdir()
+    for f in generated.iterdir():
+        if f.is_file():
+            (corrupted / f.name).write_bytes(f.read_bytes())
+    model = json.loads((corrupted / "model.json").read_text())
+    layer = next(l for l in model["layers"] if l["type"] == "quant_dense")
+    layer["threshold"] = [t + 7 for t in layer["threshold"]]
+    (corrupted / "model.json").write_text(json.dumps(model))
+    assert main(["sim", str(corrupted), "--samples", "3", "--simulator", "icarus"]) == 1
+    err = capsys.readouterr().err
+    # Higher golden thresholds: the RTL fires where the golden model does not.
+    assert re.fullmatch(r"hwgen: error: \d+ mismatches between RTL and golden model; first: sample \d+, "
+                        r"layer 0, timestep \d+, neuron \d+, expected 0, got 1\n", err), err
+    report = json.loads((corrupted / "sim_report.json").read_text())
+    assert report["mismatches"] > 0 and report["first_mismatch"]["layer"] == 0
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--samples", "50"]) == 0
+    report = json.loads((out / "sim_report.json").read_text())
+    assert report["samples"] == 50 and report["mismatches"] == 0
+    assert report["accuracy_rtl"] >= 0.85
+    assert abs(report["accuracy_rtl"] - report["accuracy_float"]) <= 0.02
+    assert report["cycles_vs_bound_max"] <= 1.25
+    printed = capsys.readouterr().out
+    assert "mismatches" in printed and "accuracy RTL" in printed
