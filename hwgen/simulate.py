@@ -255,7 +255,7 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
         raise HwgenError(f"unknown simulator {simulator!r}: choose one of {', '.join(SIMULATORS)}")
     verilog = Path(verilog)
     if not verilog.is_file():
-        raise HwgenError(f"no Verilog at {verilog}: run `hwgen build` first")
+        raise HwgenError(f"no Verilog at {verilog}: run `hwgen generate` first")
     x = np.asarray(inputs)
     if x.ndim < 2:
         raise HwgenError(f"inputs must be [samples, timesteps, *input_shape], got {x.shape}")
