@@ -85,7 +85,7 @@ def main() -> None:
     for r in rows:
         table.add_row(r["network"], str(r["parallel"]), f"{r['input_rate']:.2f}", f"{r['cycles_mean']:.0f}",
                       f"{r['model_mean']:.0f}", f"{r['ratio_mean']:.3f}", f"{r['ratio_max']:.3f}")
-    Console().print(table)
+    Console(width=132).print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"simulator": args.simulator, "samples": args.samples,
                                     "worst_ratio": max(r["ratio_max"] for r in rows), "rows": rows},
