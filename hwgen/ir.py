@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import ClassVar, Literal, Union
 
 import numpy as np
 
@@ -70,17 +70,16 @@ class Flatten:
 Layer = Union[Dense, Flatten]
 
 
-@dataclass
-class Network:
-    """A feed-forward chain of layers, in the order spikes flow through them."""
+class _LayerChain:
+    """What both forms of a network share: an input shape and a chain of layers."""
 
     input_shape: tuple[int, ...]
-    layers: list[Layer]
-    source: str = ""
+    layers: list
+    _spiking: ClassVar[type]  # the layer type that holds neurons in this form
 
     @property
-    def spiking_layers(self) -> list[Dense]:
-        return [layer for layer in self.layers if isinstance(layer, Dense)]
+    def spiking_layers(self) -> list:
+        return [layer for layer in self.layers if isinstance(layer, self._spiking)]
 
     @property
     def input_size(self) -> int:
@@ -89,6 +88,17 @@ class Network:
     @property
     def output_size(self) -> int:
         return self.spiking_layers[-1].out_features
+
+
+@dataclass
+class Network(_LayerChain):
+    """A feed-forward chain of layers, in the order spikes flow through them."""
+
+    input_shape: tuple[int, ...]
+    layers: list[Layer]
+    source: str = ""
+
+    _spiking = Dense
 
 
 # ----------------------------------------------------------------------------- quantized form
@@ -155,24 +165,14 @@ QuantLayer = Union[QuantDense, Flatten]
 
 
 @dataclass
-class QuantNetwork:
+class QuantNetwork(_LayerChain):
     input_shape: tuple[int, ...]
     layers: list[QuantLayer]
     timesteps: int
     source: str = ""
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def spiking_layers(self) -> list[QuantDense]:
-        return [layer for layer in self.layers if isinstance(layer, QuantDense)]
-
-    @property
-    def input_size(self) -> int:
-        return int(np.prod(self.input_shape))
-
-    @property
-    def output_size(self) -> int:
-        return self.spiking_layers[-1].out_features
+    _spiking = QuantDense
 
 
 # ----------------------------------------------------------------------------- JSON
