@@ -14,7 +14,7 @@ readable by scripts and diffable in review.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import ClassVar, Literal, Union
 
 import numpy as np
@@ -60,14 +60,75 @@ class Dense:
         return int(self.weight.shape[0])
 
 
+Shape3 = tuple[int, int, int]
+Pair = tuple[int, int]
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+@dataclass
+class Conv2d:
+    """A 2-D convolution (dilation 1) followed by its spiking neurons.
+
+    Neuron parameters are per output channel (``neurons`` arrays of length ``C_out``):
+    every position of a channel shares them, which is what lets a lane of the hardware
+    serve one channel.
+    """
+
+    name: str
+    weight: np.ndarray  # [C_out, C_in / groups, kh, kw] float32
+    bias: np.ndarray  # [C_out] float32
+    neurons: LIFNeurons
+    input_shape: Shape3  # (C_in, H, W)
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+    groups: int = 1
+
+    @property
+    def kernel(self) -> Pair:
+        return int(self.weight.shape[2]), int(self.weight.shape[3])
+
+    @property
+    def output_shape(self) -> Shape3:
+        _, h, w = self.input_shape
+        return (int(self.weight.shape[0]),
+                conv_output_size(h, self.kernel[0], self.stride[0], self.padding[0]),
+                conv_output_size(w, self.kernel[1], self.stride[1], self.padding[1]))
+
+
+@dataclass
+class SumPool2d:
+    """Sum of the spikes in each window (integers, so the next layer sees counts)."""
+
+    name: str
+    input_shape: Shape3
+    kernel: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+
+    @property
+    def output_shape(self) -> Shape3:
+        c, h, w = self.input_shape
+        return (c, conv_output_size(h, self.kernel[0], self.stride[0], self.padding[0]),
+                conv_output_size(w, self.kernel[1], self.stride[1], self.padding[1]))
+
+
+@dataclass
+class MaxPool2d(SumPool2d):
+    """Max of the spikes in each window: a logical OR per window and timestep."""
+
+
 @dataclass
 class Flatten:
     """Row-major (C-order) flattening: a no-op on spike addresses."""
 
     name: str
+    input_shape: tuple[int, ...] = ()
 
 
-Layer = Union[Dense, Flatten]
+Layer = Union[Dense, Conv2d, SumPool2d, MaxPool2d, Flatten]
 
 
 class _LayerChain:
@@ -75,7 +136,7 @@ class _LayerChain:
 
     input_shape: tuple[int, ...]
     layers: list
-    _spiking: ClassVar[type]  # the layer type that holds neurons in this form
+    _spiking: ClassVar[tuple[type, ...]]  # the layer types that hold neurons in this form
 
     @property
     def spiking_layers(self) -> list:
@@ -87,7 +148,12 @@ class _LayerChain:
 
     @property
     def output_size(self) -> int:
-        return self.spiking_layers[-1].out_features
+        return int(np.prod(self.output_shape))
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        last = self.spiking_layers[-1]
+        return last.output_shape if hasattr(last, "output_shape") else (last.out_features,)
 
 
 @dataclass
@@ -98,7 +164,7 @@ class Network(_LayerChain):
     layers: list[Layer]
     source: str = ""
 
-    _spiking = Dense
+    _spiking = (Dense, Conv2d)
 
 
 # ----------------------------------------------------------------------------- quantized form
@@ -143,6 +209,9 @@ class QuantDense:
     state_bits: int  # membrane saturates to this signed width between timesteps
     acc_bits: int  # width that holds every partial sum within a timestep, never wraps
     scale_exp: np.ndarray  # [out] int64: weight_int = round(weight_float * 2**scale_exp)
+    # Largest input value per address and timestep: 1 for spikes, k*k after a k x k sum
+    # pool, 2**input_bits - 1 for direct multi-bit input. Sizes acc_bits.
+    input_max: int = 1
 
     @property
     def in_features(self) -> int:
@@ -161,7 +230,39 @@ class QuantDense:
         return (1 << (self.state_bits - 1)) - 1
 
 
-QuantLayer = Union[QuantDense, Flatten]
+@dataclass
+class QuantConv2d:
+    """Integer form of ``Conv2d``; per-channel arrays have length ``C_out``."""
+
+    name: str
+    weight: np.ndarray  # [C_out, C_in / groups, kh, kw] int64
+    bias: np.ndarray  # [C_out] int64
+    threshold: np.ndarray  # [C_out] int64, >= 1
+    leak: Leak
+    reset: ResetMode
+    weight_bits: int
+    state_bits: int
+    acc_bits: int
+    scale_exp: np.ndarray  # [C_out] int64
+    input_shape: Shape3
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+    groups: int = 1
+    input_max: int = 1  # largest input value per address and timestep (see QuantDense)
+
+    kernel = Conv2d.kernel
+    output_shape = Conv2d.output_shape
+
+    @property
+    def state_min(self) -> int:
+        return -(1 << (self.state_bits - 1))
+
+    @property
+    def state_max(self) -> int:
+        return (1 << (self.state_bits - 1)) - 1
+
+
+QuantLayer = Union[QuantDense, QuantConv2d, SumPool2d, MaxPool2d, Flatten]
 
 
 @dataclass
@@ -171,8 +272,11 @@ class QuantNetwork(_LayerChain):
     timesteps: int
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    # 1: the input is spikes. More: "direct" input of unsigned integers of this width
+    # (frames), which the first layer multiplies with its weights.
+    input_bits: int = 1
 
-    _spiking = QuantDense
+    _spiking = (QuantDense, QuantConv2d)
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -180,66 +284,55 @@ class QuantNetwork(_LayerChain):
 FORMAT_VERSION = 1
 
 
+_LAYER_TYPES: dict[str, type] = {
+    "dense": Dense, "conv2d": Conv2d, "sum_pool2d": SumPool2d, "max_pool2d": MaxPool2d,
+    "flatten": Flatten, "quant_dense": QuantDense, "quant_conv2d": QuantConv2d,
+}
+_TYPE_NAMES = {cls: name for name, cls in _LAYER_TYPES.items()}
+_QUANT_TYPES = (QuantDense, QuantConv2d)
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, (LIFNeurons, Leak)):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return value
+
+
 def _layer_to_dict(layer: Layer | QuantLayer) -> dict:
-    if isinstance(layer, Flatten):
-        return {"type": "flatten", "name": layer.name}
-    if isinstance(layer, Dense):
-        return {
-            "type": "dense",
-            "name": layer.name,
-            "weight": layer.weight.tolist(),
-            "bias": layer.bias.tolist(),
-            "neurons": {
-                "beta": layer.neurons.beta.tolist(),
-                "threshold": layer.neurons.threshold.tolist(),
-                "reset": layer.neurons.reset,
-            },
-        }
-    if isinstance(layer, QuantDense):
-        return {
-            "type": "quant_dense",
-            "name": layer.name,
-            "weight_bits": layer.weight_bits,
-            "state_bits": layer.state_bits,
-            "acc_bits": layer.acc_bits,
-            "reset": layer.reset,
-            "leak": {"kind": layer.leak.kind, "shift": layer.leak.shift,
-                     "mul": layer.leak.mul, "frac_bits": layer.leak.frac_bits},
-            "threshold": layer.threshold.tolist(),
-            "bias": layer.bias.tolist(),
-            "scale_exp": layer.scale_exp.tolist(),
-            "weight": layer.weight.tolist(),
-        }
-    raise TypeError(f"not an IR layer: {layer!r}")
+    doc = {"type": _TYPE_NAMES[type(layer)]}
+    # The weights go last: the small fields stay readable at the top of each layer.
+    names = sorted((f.name for f in fields(layer)), key=lambda name: name == "weight")
+    doc.update({name: _plain(getattr(layer, name)) for name in names})
+    return doc
 
 
 def _layer_from_dict(d: dict) -> Layer | QuantLayer:
-    kind = d["type"]
-    if kind == "flatten":
-        return Flatten(d["name"])
-    if kind == "dense":
-        n = d["neurons"]
-        return Dense(
-            name=d["name"],
-            weight=np.asarray(d["weight"], dtype=np.float32),
-            bias=np.asarray(d["bias"], dtype=np.float32),
-            neurons=LIFNeurons(np.asarray(n["beta"], dtype=np.float64),
-                               np.asarray(n["threshold"], dtype=np.float64), n["reset"]),
-        )
-    if kind == "quant_dense":
-        return QuantDense(
-            name=d["name"],
-            weight=np.asarray(d["weight"], dtype=np.int64),
-            bias=np.asarray(d["bias"], dtype=np.int64),
-            threshold=np.asarray(d["threshold"], dtype=np.int64),
-            leak=Leak(**d["leak"]),
-            reset=d["reset"],
-            weight_bits=d["weight_bits"],
-            state_bits=d["state_bits"],
-            acc_bits=d["acc_bits"],
-            scale_exp=np.asarray(d["scale_exp"], dtype=np.int64),
-        )
-    raise ValueError(f"unknown layer type {kind!r} in model JSON")
+    cls = _LAYER_TYPES.get(d.get("type"))
+    if cls is None:
+        raise ValueError(f"unknown layer type {d.get('type')!r} in model JSON")
+    number = np.int64 if cls in _QUANT_TYPES else np.float32
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in d:
+            continue
+        value = d[f.name]
+        if f.name in ("weight", "bias"):
+            value = np.asarray(value, dtype=number)
+        elif f.name in ("threshold", "scale_exp"):
+            value = np.asarray(value, dtype=np.int64)
+        elif f.name == "neurons":
+            value = LIFNeurons(np.asarray(value["beta"], dtype=np.float64),
+                               np.asarray(value["threshold"], dtype=np.float64), value["reset"])
+        elif f.name == "leak":
+            value = Leak(**value)
+        elif f.name in ("input_shape", "stride", "padding", "kernel"):
+            value = tuple(int(v) for v in value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
 
 
 def to_json(net: Network | QuantNetwork) -> str:
@@ -253,6 +346,7 @@ def to_json(net: Network | QuantNetwork) -> str:
     }
     if isinstance(net, QuantNetwork):
         doc["timesteps"] = net.timesteps
+        doc["input_bits"] = net.input_bits
         doc["notes"] = list(net.notes)
     doc["layers"] = [_layer_to_dict(layer) for layer in net.layers]
     return json.dumps(doc, indent=1, sort_keys=False) + "\n"
@@ -266,5 +360,5 @@ def from_json(text: str) -> Network | QuantNetwork:
     shape = tuple(int(s) for s in doc["input_shape"])
     if doc["form"] == "quantized":
         return QuantNetwork(shape, layers, int(doc["timesteps"]), doc.get("source", ""),
-                            list(doc.get("notes", [])))
+                            list(doc.get("notes", [])), int(doc.get("input_bits", 1)))
     return Network(shape, layers, doc.get("source", ""))
