@@ -2,6 +2,9 @@
 
 The RTL is checked against this, spike for spike. Keep it a direct transcription of the
 semantics page: no shortcuts that the page does not state.
+
+Convolutions and pools run in float64, which is exact here: every operand is an integer
+and every sum stays far below 2**53 (acc_bits <= 48 by construction of the quantizer).
 """
 
 from __future__ import annotations
@@ -10,15 +13,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .ir import Leak, QuantDense, QuantNetwork
+from .ir import Flatten, Leak, MaxPool2d, QuantConv2d, QuantDense, QuantNetwork, SumPool2d
+
+Synaptic = QuantDense | QuantConv2d
 
 
 @dataclass
 class GoldenTrace:
     """Everything the golden model says about a batch of inferences."""
 
-    spikes: list[torch.Tensor]  # per spiking layer: [B, T, N] uint8
+    spikes: list[torch.Tensor]  # per spiking layer: [B, T, N] uint8, N in C-order
     counts: torch.Tensor  # [B, N_out] int64, spike count of the last layer
     prediction: torch.Tensor  # [B] int64, argmax of counts, ties to the lowest index
     synaptic_ops: torch.Tensor  # [B] int64, weight additions an event-driven engine performs
@@ -36,15 +42,26 @@ def leak(v: torch.Tensor, spec: Leak) -> torch.Tensor:
     return (v * spec.mul) >> spec.frac_bits
 
 
-def step(layer: QuantDense, u: torch.Tensor, x: torch.Tensor,
-         weight_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One timestep of one layer: returns (spikes, next state ``u``, unsaturated sum ``a``).
+def _per_neuron(values: np.ndarray, layer: Synaptic) -> torch.Tensor:
+    """A per-output-channel parameter, broadcast against [B, C] or [B, C, H, W]."""
+    t = torch.from_numpy(np.asarray(values, dtype=np.int64))
+    return t.view(-1, 1, 1) if isinstance(layer, QuantConv2d) else t
 
-    ``x`` is [B, N_in] int64, ``weight_t`` the layer's weights transposed to [N_in, N_out].
-    """
-    bias = torch.from_numpy(layer.bias)
-    theta = torch.from_numpy(layer.threshold)
-    a = u + bias + x @ weight_t
+
+def synaptic_input(layer: Synaptic, x: torch.Tensor) -> torch.Tensor:
+    """``Σ W·x`` for one timestep: x is [B, N_in] (dense) or [B, C, H, W] (conv), int64."""
+    if isinstance(layer, QuantDense):
+        return x @ torch.from_numpy(layer.weight).T
+    w = torch.from_numpy(layer.weight).double()
+    out = F.conv2d(x.double(), w, stride=layer.stride, padding=layer.padding, groups=layer.groups)
+    return out.round().long()
+
+
+def fire(layer: Synaptic, u: torch.Tensor, current: torch.Tensor
+         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Integrate, saturate, fire, leak and reset: returns (spikes, next ``u``, unsaturated ``a``)."""
+    theta = _per_neuron(layer.threshold, layer)
+    a = u + _per_neuron(layer.bias, layer) + current
     v = a.clamp(layer.state_min, layer.state_max)
     s = v > theta
     lv = leak(v, layer.leak)
@@ -57,6 +74,27 @@ def step(layer: QuantDense, u: torch.Tensor, x: torch.Tensor,
     return s, u_next, a
 
 
+def pool(layer: SumPool2d, x: torch.Tensor) -> torch.Tensor:
+    """Sum pooling gives counts; max pooling of 0/1 spikes is an OR per window."""
+    c = layer.input_shape[0]
+    ones = torch.ones(c, 1, *layer.kernel, dtype=torch.float64)
+    total = F.conv2d(x.double(), ones, stride=layer.stride, padding=layer.padding, groups=c).round().long()
+    return (total > 0).long() if isinstance(layer, MaxPool2d) else total
+
+
+def event_fanout(layer: Synaptic, x: torch.Tensor) -> torch.Tensor:
+    """Weight additions an event-driven engine spends on ``x``: events × in-range fan-out.
+
+    An input of value ``k`` from a sum pool arrives as ``k`` events; a direct multi-bit
+    input arrives as one event per non-zero value (the caller passes ``x != 0`` then).
+    """
+    if isinstance(layer, QuantDense):
+        return x.sum(dim=1) * layer.out_features
+    ones = torch.ones(layer.weight.shape, dtype=torch.float64)
+    taps = F.conv2d(x.double(), ones, stride=layer.stride, padding=layer.padding, groups=layer.groups)
+    return taps.sum(dim=(1, 2, 3)).round().long()
+
+
 def readout(counts: torch.Tensor) -> torch.Tensor:
     # torch.argmax does not promise which index wins a tie; the semantics say the lowest.
     best = counts.max(dim=1, keepdim=True).values
@@ -66,32 +104,47 @@ def readout(counts: torch.Tensor) -> torch.Tensor:
 
 def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
         membrane_range: list[list[int]] | None = None) -> GoldenTrace:
-    """Simulate ``inputs`` shaped ``[B, T, *input_shape]`` (0/1 spikes) through ``net``.
+    """Simulate ``inputs`` shaped ``[B, T, *input_shape]`` through ``net``.
 
-    If ``membrane_range`` is a list, it receives per spiking layer ``[min, max]`` of the
-    unsaturated sum ``a`` (the quantizer's calibration of state widths).
+    Inputs are 0/1 spikes, or unsigned integers below ``2**net.input_bits`` for direct
+    input. If ``membrane_range`` is a list, it receives per spiking layer ``[min, max]`` of
+    the unsaturated sum ``a`` (the quantizer's calibration of state widths).
     """
     x_all = torch.as_tensor(np.asarray(inputs)).to(torch.int64)
     if x_all.ndim < 2:
         raise ValueError(f"inputs must be [samples, timesteps, *input_shape], got {tuple(x_all.shape)}")
     batch, timesteps = x_all.shape[0], x_all.shape[1]
-    x_all = x_all.reshape(batch, timesteps, -1)
-    layers = net.spiking_layers
-    weights_t = [torch.from_numpy(layer.weight).T.contiguous() for layer in layers]
-    states = [torch.zeros(batch, layer.out_features, dtype=torch.int64) for layer in layers]
-    spikes = [torch.zeros(batch, timesteps, layer.out_features, dtype=torch.uint8) for layer in layers]
+    x_all = x_all.reshape(batch, timesteps, *net.input_shape)
+    synaptic = net.spiking_layers
+    states: list = [0] * len(synaptic)
+    spikes = [torch.zeros(batch, timesteps, int(np.prod(_out_shape(layer))), dtype=torch.uint8)
+              for layer in synaptic]
     sops = torch.zeros(batch, dtype=torch.int64)
     for t in range(timesteps):
         x = x_all[:, t]
-        for n, layer in enumerate(layers):
-            sops += x.sum(dim=1) * layer.out_features
-            s, states[n], a = step(layer, states[n], x, weights_t[n])
-            if membrane_range is not None:
-                lo, hi = int(a.min()), int(a.max())
-                if len(membrane_range) <= n:
-                    membrane_range.append([lo, hi])
-                membrane_range[n] = [min(lo, membrane_range[n][0]), max(hi, membrane_range[n][1])]
-            spikes[n][:, t] = s.to(torch.uint8)
-            x = s.long()
+        n = 0
+        for layer in net.layers:
+            if isinstance(layer, Flatten):
+                x = x.reshape(batch, -1)
+            elif isinstance(layer, SumPool2d):
+                x = pool(layer, x)
+            else:
+                events = (x != 0).long() if (n == 0 and net.input_bits > 1) else x
+                if isinstance(layer, QuantDense):
+                    x, events = x.reshape(batch, -1), events.reshape(batch, -1)
+                sops += event_fanout(layer, events)
+                s, states[n], a = fire(layer, states[n], synaptic_input(layer, x))
+                if membrane_range is not None:
+                    lo, hi = int(a.min()), int(a.max())
+                    if len(membrane_range) <= n:
+                        membrane_range.append([lo, hi])
+                    membrane_range[n] = [min(lo, membrane_range[n][0]), max(hi, membrane_range[n][1])]
+                spikes[n][:, t] = s.reshape(batch, -1).to(torch.uint8)
+                x = s.long()
+                n += 1
     counts = spikes[-1].long().sum(dim=1)
     return GoldenTrace(spikes=spikes, counts=counts, prediction=readout(counts), synaptic_ops=sops)
+
+
+def _out_shape(layer: Synaptic) -> tuple[int, ...]:
+    return layer.output_shape if isinstance(layer, QuantConv2d) else (layer.out_features,)

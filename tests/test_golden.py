@@ -95,3 +95,54 @@ def test_rate_encoding_spreads_floor_t_p_spikes():
     assert x.shape == (4, 8)
     assert x.sum(axis=1).tolist() == [0, 2, 4, 8]
     assert x[2].tolist() == [0, 1, 0, 1, 0, 1, 0, 1]
+
+
+def scatter_conv(weight, x, stride, padding, groups, out_hw):
+    """The event-driven view, written independently: each input event scatters its kernel."""
+    c_out, c_in_g, kh, kw = weight.shape
+    out = np.zeros((c_out, *out_hw), dtype=np.int64)
+    per_group_out = c_out // groups
+    for ci, y, xx in zip(*np.nonzero(x)):
+        g = ci // c_in_g
+        for ky in range(kh):
+            for kx in range(kw):
+                oy, ox = y + padding[0] - ky, xx + padding[1] - kx
+                if oy % stride[0] or ox % stride[1]:
+                    continue
+                oy, ox = oy // stride[0], ox // stride[1]
+                if 0 <= oy < out_hw[0] and 0 <= ox < out_hw[1]:
+                    for co in range(g * per_group_out, (g + 1) * per_group_out):
+                        out[co, oy, ox] += weight[co, ci - g * c_in_g, ky, kx] * x[ci, y, xx]
+    return out
+
+
+@pytest.mark.parametrize("kernel,stride,padding,groups", [
+    ((3, 3), (1, 1), (1, 1), 1), ((5, 5), (2, 2), (1, 1), 1), ((1, 1), (1, 1), (0, 0), 2),
+    ((3, 2), (2, 1), (2, 0), 4), ((3, 3), (2, 2), (0, 0), 4),
+])
+def test_conv_matches_the_event_scatter_formulation(kernel, stride, padding, groups):
+    from hwgen.ir import QuantConv2d
+
+    rng = np.random.default_rng(sum(kernel) + groups)
+    c_in, c_out, h, w = 4, 8, 7, 6
+    weight = rng.integers(-8, 8, size=(c_out, c_in // groups, *kernel))
+    layer = QuantConv2d("c", weight, np.zeros(c_out, np.int64), np.full(c_out, 10**6), Leak("none"), "none",
+                        5, 40, 44, np.zeros(c_out, np.int64), (c_in, h, w), stride, padding, groups, input_max=3)
+    x = rng.integers(0, 4, size=(2, c_in, h, w)) * (rng.random((2, c_in, h, w)) < 0.3)
+    got = golden.synaptic_input(layer, torch.as_tensor(x))
+    for b in range(2):
+        expected = scatter_conv(weight, x[b], stride, padding, groups, layer.output_shape[1:])
+        assert torch.equal(got[b], torch.as_tensor(expected))
+    # synaptic ops: one addition per (event, in-range tap, output channel)
+    ones = np.ones_like(weight)
+    for b in range(2):
+        assert golden.event_fanout(layer, torch.as_tensor(x[b:b + 1]))[0] == \
+            scatter_conv(ones, x[b], stride, padding, groups, layer.output_shape[1:]).sum()
+
+
+def test_pools_on_spikes():
+    from hwgen.ir import MaxPool2d, SumPool2d
+
+    x = torch.tensor([[[[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]]])
+    assert golden.pool(SumPool2d("p", (1, 4, 4), (2, 2), (2, 2)), x).tolist() == [[[[3, 0], [0, 1]]]]
+    assert golden.pool(MaxPool2d("p", (1, 4, 4), (2, 2), (2, 2)), x).tolist() == [[[[1, 0], [0, 1]]]]
