@@ -221,14 +221,37 @@ def _build(runner, simulator: str, verilog: Path, work: Path, waves: bool) -> fl
     return time.perf_counter() - started
 
 
+def stream_spec(shape: tuple[int, ...], value_bits: int = 0) -> dict:
+    """How a token stream of docs/hardware.md packs an address of a map or vector ``shape``.
+
+    A ``(C, H, W)`` map has the address fields ``x, y, c`` (LSB first), a vector one field.
+    """
+    dims = [int(d) for d in shape]
+    fields = ([address_bits(dims[2]), address_bits(dims[1]), address_bits(dims[0])] if len(dims) == 3
+              else [address_bits(int(np.prod(dims)))])
+    return {"shape": dims, "fields": fields, "value_bits": value_bits}
+
+
+def _fanout_bound(layer) -> int:
+    """Most outputs one input event can reach (a watchdog budget, not a cost model)."""
+    if not hasattr(layer, "output_shape"):
+        return layer.out_features
+    kh, kw = layer.kernel
+    reach = -(-kh // layer.stride[0]) * -(-kw // layer.stride[1])
+    return reach * layer.output_shape[0] // layer.groups
+
+
 def _write_vectors(path: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: GoldenTrace) -> None:
     layers = qnet.spiking_layers
     arrays = {f"spikes_{k}": np.asarray(s, dtype=np.uint8) for k, s in enumerate(golden.spikes)}
+    value_bits = qnet.input_bits if qnet.input_bits > 1 else 0
+    streams = [stream_spec(qnet.input_shape, value_bits)]
+    streams += [stream_spec(getattr(layer, "output_shape", (layer.out_features,))) for layer in layers]
     np.savez(path, inputs=inputs, layers=len(layers), **arrays,
              counts=np.asarray(golden.counts, dtype=np.int64),
              prediction=np.asarray(golden.prediction, dtype=np.int64),
-             addr_bits=np.array([address_bits(qnet.input_size)]
-                                + [address_bits(layer.out_features) for layer in layers]),
+             streams=np.array(json.dumps(streams)),
+             fanout=np.array([_fanout_bound(layer) for layer in layers]),
              count_bits=count_bits(qnet.timesteps), timesteps=qnet.timesteps)
 
 
@@ -259,7 +282,7 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
     x = np.asarray(inputs)
     if x.ndim < 2:
         raise HwgenError(f"inputs must be [samples, timesteps, *input_shape], got {x.shape}")
-    x = x.reshape(x.shape[0], x.shape[1], -1).astype(np.uint8)
+    x = x.reshape(x.shape[0], x.shape[1], -1).astype(np.uint16 if qnet.input_bits > 8 else np.uint8)
     samples, timesteps = x.shape[0], x.shape[1]
     if x.shape[2] != qnet.input_size:
         raise HwgenError(f"inputs have {x.shape[2]} values per timestep, the network "

@@ -3,10 +3,11 @@
 ``hwgen.simulate.run_rtl`` runs this module; it talks to it through the environment:
 
 ``HWGEN_SIM_VECTORS``
-    an ``.npz`` with ``inputs`` ``[B, T, N_in]`` uint8, ``spikes_K`` ``[B, T, N_K]`` uint8 for
-    every spiking layer ``K`` (the golden model's spikes), ``counts`` ``[B, N_out]``,
-    ``prediction`` ``[B]``, ``addr_bits`` (address width of the input stream, then of every
-    tap), ``count_bits`` and ``timesteps``.
+    an ``.npz`` with ``inputs`` ``[B, T, N_in]`` (0/1 spikes, or direct values), ``spikes_K``
+    ``[B, T, N_K]`` uint8 for every spiking layer ``K`` (the golden model's spikes, C-order),
+    ``counts`` ``[B, N_out]``, ``prediction`` ``[B]``, ``streams`` (JSON: the shape and
+    address fields of the input stream, then of every tap; see ``Stream``), ``fanout`` (per
+    layer, for the watchdog), ``count_bits`` and ``timesteps``.
 ``HWGEN_SIM_RESULTS``
     where to write the results JSON: per sample the ``cycles`` port, the testbench's own
     cycle count, the ``counts`` / ``prediction`` ports and every mismatch found.
@@ -14,10 +15,10 @@
     optional integer seed: withhold the input stream (valid low) between tokens for random
     numbers of cycles. The results must not change.
 
-For every sample the testbench sends, per timestep, one token per spiking input address in
-ascending order and then a tick (``last`` on the final timestep); it waits for ``done``,
+For every sample the testbench sends, per timestep, one token per spiking input (C-order)
+and then a tick (``last`` on the final timestep); it waits for ``done``,
 then compares the tokens recorded on every ``tap_K`` stream (per timestep, as sets, plus
-duplicates, order, tick count and ``last`` flags) and the readout ports with the golden
+duplicates, tick count and ``last`` flags) and the readout ports with the golden
 model. A mismatch record is ``{sample, layer, timestep, neuron, expected, got, what}``; the
 readout's records have ``layer = "readout"``. Any mismatch fails the test, after the
 results JSON has been written.
@@ -61,30 +62,75 @@ RECORD_CAP = 200  # mismatch records kept per sample (all are counted)
 
 # ----------------------------------------------------------------------------- tokens
 
-def tick(last: bool, addr_bits: int) -> int:
-    """A tick token's payload: ``tick`` at bit ``A``, ``last`` at bit ``A + 1``."""
-    return (1 << addr_bits) | (int(last) << (addr_bits + 1))
+class Stream:
+    """The payload layout of one token stream (docs/hardware.md).
+
+    ``addr`` is the packed address: for a ``(C, H, W)`` map the fields ``x, y, c`` (LSB
+    first), for a vector a plain index. ``tick`` follows at bit ``A``, ``last`` at ``A + 1``
+    and, on a direct-input stream, ``value`` from ``A + 2``. Neurons are numbered in C-order,
+    as the golden model records them.
+    """
+
+    def __init__(self, spec: dict):
+        self.shape = spec["shape"]
+        self.fields = spec["fields"]
+        self.value_bits = spec["value_bits"]
+        self.addr_bits = sum(self.fields)
+        self.mask = (1 << self.addr_bits) - 1
+
+    @property
+    def payload_bits(self) -> int:
+        return self.addr_bits + 2 + self.value_bits
+
+    def encode(self, index: int) -> int:
+        if len(self.shape) != 3:
+            return index
+        _, h, w = self.shape
+        c, rest = divmod(index, h * w)
+        y, x = divmod(rest, w)
+        bx, by, _ = self.fields
+        return (c << (bx + by)) | (y << bx) | x
+
+    def decode(self, addr: int) -> int:
+        if len(self.shape) != 3:
+            return addr
+        _, h, w = self.shape
+        bx, by, _ = self.fields
+        x, y, c = addr & ((1 << bx) - 1), (addr >> bx) & ((1 << by) - 1), addr >> (bx + by)
+        # Out-of-map field values would alias a real neuron: report them as impossible indices.
+        return c * h * w + y * w + x if x < w and y < h else -1 - addr
+
+    def tick(self, last: bool) -> int:
+        return (1 << self.addr_bits) | (int(last) << (self.addr_bits + 1))
+
+    def is_tick(self, payload: int) -> bool:
+        return bool((payload >> self.addr_bits) & 1)
 
 
-def input_tokens(spikes: np.ndarray, addr_bits: int) -> list[int]:
-    """The input stream of one inference: ``spikes`` is ``[T, N_in]`` 0/1.
+def input_tokens(values: np.ndarray, stream: Stream) -> list[int]:
+    """The input stream of one inference: ``values`` is ``[T, N_in]``.
 
-    A spike token's payload is just its address (tick = last = 0)."""
-    steps = spikes.shape[0]
+    One token per spiking input (or, with direct input, per non-zero value, carrying it),
+    in C-order, then a tick; ``last`` on the final one."""
+    steps = values.shape[0]
     out: list[int] = []
+    value_shift = stream.addr_bits + 2
     for t in range(steps):
-        out.extend(int(j) for j in np.flatnonzero(spikes[t]))
-        out.append(tick(t == steps - 1, addr_bits))
+        for j in np.flatnonzero(values[t]).tolist():
+            token = stream.encode(j)
+            if stream.value_bits:
+                token |= int(values[t, j]) << value_shift
+            out.append(token)
+        out.append(stream.tick(t == steps - 1))
     return out
 
 
 class StreamRecord:
     """The tokens one tap stream carried during one inference, split at its ticks."""
 
-    def __init__(self, addr_bits: int):
-        self.addr_bits = addr_bits
-        self.mask = (1 << addr_bits) - 1
-        self.spikes: list[list[int]] = [[]]  # per timestep, addresses in arrival order
+    def __init__(self, stream: Stream):
+        self.stream = stream
+        self.spikes: list[list[int]] = [[]]  # per timestep, C-order neuron indices in arrival order
         self.lasts: list[int] = []  # the last flag of every tick, in order
 
     @property
@@ -92,11 +138,11 @@ class StreamRecord:
         return len(self.lasts)
 
     def push(self, payload: int) -> None:
-        if (payload >> self.addr_bits) & 1:
-            self.lasts.append((payload >> (self.addr_bits + 1)) & 1)
+        if self.stream.is_tick(payload):
+            self.lasts.append((payload >> (self.stream.addr_bits + 1)) & 1)
             self.spikes.append([])
         else:
-            self.spikes[-1].append(payload & self.mask)
+            self.spikes[-1].append(self.stream.decode(payload & self.stream.mask))
 
 
 # ----------------------------------------------------------------------------- checks
@@ -109,9 +155,9 @@ def mismatch(sample, layer, timestep, neuron, expected, got, what="spike") -> di
 def check_stream(sample: int, layer: int, expected: np.ndarray, rec: StreamRecord) -> list[dict]:
     """Compare one tap's record with the golden spikes ``expected`` ``[T, N]`` of one sample.
 
-    Per timestep the addresses are compared as sets; an address seen twice is reported
-    with ``got = 2``. Also checked: ascending order, exactly ``T`` ticks, ``last`` only on
-    the final tick, and no spike after it.
+    Per timestep the neurons are compared as sets (an engine emits in its own order,
+    docs/hardware.md); a neuron seen twice is reported with ``got = 2``. Also checked:
+    exactly ``T`` ticks, ``last`` only on the final tick, and no spike after it.
     """
     steps = expected.shape[0]
     out: list[dict] = []
@@ -122,9 +168,6 @@ def check_stream(sample: int, layer: int, expected: np.ndarray, rec: StreamRecor
             if seen[n] != (n in want):
                 what = "spike" if t < steps else "spike after last tick"
                 out.append(mismatch(sample, layer, t, n, int(n in want), seen[n], what))
-        if got != sorted(got):
-            first = next(a for a, b in zip(got, got[1:]) if b < a)
-            out.append(mismatch(sample, layer, t, first, "ascending addresses", got, "order"))
     for t in range(len(rec.spikes), steps):  # timesteps the stream never reached
         for n in np.flatnonzero(expected[t]).tolist():
             out.append(mismatch(sample, layer, t, n, 1, 0))
@@ -146,16 +189,17 @@ def check_readout(sample: int, counts: list[int], prediction: int,
     return out
 
 
-def work_estimate(inputs: np.ndarray, layer_spikes: list[np.ndarray]) -> int:
-    """Cycles one inference needs with a single lane: every input spike of a layer costs
-    ``N_out`` cycles, every timestep a fire pass of ``N_out`` plus one per output spike."""
+def work_estimate(inputs: np.ndarray, layer_spikes: list[np.ndarray], fanout: list[int]) -> int:
+    """Cycles one inference needs with a single lane: every input event of a layer costs
+    its largest fan-out, every timestep a fire pass of ``N_out`` plus one per output spike.
+    (Pooled streams carry at most as many events as the spikes before the pool.)"""
     cycles = 0
-    layer_in = inputs
-    for spikes in layer_spikes:
+    events = int(np.count_nonzero(inputs))
+    for spikes, reach in zip(layer_spikes, fanout):
         steps, width = spikes.shape
-        cycles += int(layer_in.sum()) * width + steps * (width + 8) + int(spikes.sum())
-        layer_in = spikes
-    return cycles + int(inputs.sum()) + inputs.shape[0]
+        cycles += events * reach + steps * (width + 8) + int(spikes.sum())
+        events = int(spikes.sum())
+    return cycles + int(np.count_nonzero(inputs)) + inputs.shape[0]
 
 
 # ----------------------------------------------------------------------------- the test
@@ -168,7 +212,8 @@ class Vectors:
             self.spikes = [z[f"spikes_{k}"] for k in range(self.layers)]
             self.counts = z["counts"]
             self.prediction = z["prediction"]
-            self.addr_bits = [int(a) for a in z["addr_bits"]]
+            self.streams = [Stream(spec) for spec in json.loads(str(z["streams"]))]
+            self.fanout = [int(f) for f in z["fanout"]]
             self.count_bits = int(z["count_bits"])
             self.timesteps = int(z["timesteps"])
         self.samples = int(self.inputs.shape[0])
@@ -216,11 +261,12 @@ async def _run(dut, vec: Vectors, rng: random.Random | None, report: dict) -> No
     clk = dut.clk
     in_valid, in_ready, in_payload = (_port(dut, f"spikes_in__{f}")
                                       for f in ("valid", "ready", "payload"))
-    _check_width(in_payload, "spikes_in__payload", vec.addr_bits[0] + 2)
+    in_stream = vec.streams[0]
+    _check_width(in_payload, "spikes_in__payload", in_stream.payload_bits)
     taps = []
     for k in range(vec.layers):
         v, r, p = (_port(dut, f"tap_{k}__{f}") for f in ("valid", "ready", "payload"))
-        _check_width(p, f"tap_{k}__payload", vec.addr_bits[k + 1] + 2)
+        _check_width(p, f"tap_{k}__payload", vec.streams[k + 1].payload_bits)
         taps.append((v, r, p))
     done, counts_port, prediction_port, cycles_port = (
         _port(dut, n) for n in ("done", "counts", "prediction", "cycles"))
@@ -243,9 +289,9 @@ async def _run(dut, vec: Vectors, rng: random.Random | None, report: dict) -> No
     cycle = 0  # cycles since reset; the loop below is always just after a rising edge
     driven = 0  # the value on spikes_in__valid
     for s in range(vec.samples):
-        tokens = input_tokens(vec.inputs[s], vec.addr_bits[0])
-        records = [StreamRecord(a) for a in vec.addr_bits[1:]]
-        budget = 20 * work_estimate(vec.inputs[s], [sp[s] for sp in vec.spikes]) + 10000
+        tokens = input_tokens(vec.inputs[s], in_stream)
+        records = [StreamRecord(stream) for stream in vec.streams[1:]]
+        budget = 20 * work_estimate(vec.inputs[s], [sp[s] for sp in vec.spikes], vec.fanout) + 10000
         deadline = cycle + budget
         sent = 0  # tokens transferred
         ticks_sent = 0
@@ -270,7 +316,7 @@ async def _run(dut, vec: Vectors, rng: random.Random | None, report: dict) -> No
             if valid and in_ready.value:
                 if first_accept is None:
                     first_accept = cycle
-                if (tokens[sent] >> vec.addr_bits[0]) & 1:
+                if in_stream.is_tick(tokens[sent]):
                     ticks_sent += 1
                 sent += 1
                 valid = 0

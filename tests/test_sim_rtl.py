@@ -172,34 +172,41 @@ def test_compare_traces_finds_each_difference(designs):
 
 
 def test_stream_checker_catches_protocol_errors():
-    from sim.tb_top import StreamRecord, check_stream, tick
+    from sim.tb_top import Stream, StreamRecord, check_stream
 
+    stream = Stream({"shape": [6], "fields": [3], "value_bits": 0})
     expected = np.zeros((2, 6), dtype=np.uint8)
     expected[0, [1, 2, 5]] = 1
-    good = StreamRecord(3)
-    for payload in [1, 2, 5, tick(False, 3), tick(True, 3)]:
+    good = StreamRecord(stream)
+    for payload in [5, 1, 2, stream.tick(False), stream.tick(True)]:  # any order within a timestep
         good.push(payload)
     assert check_stream(0, 0, expected, good) == []
 
-    bad = StreamRecord(3)  # 5 twice and out of order, 2 missing, a stray 4 after the end
-    for payload in [1, 5, 5, tick(False, 3), tick(True, 3), 4]:
+    bad = StreamRecord(stream)  # 5 twice, 2 missing, a stray 4 after the end
+    for payload in [1, 5, 5, stream.tick(False), stream.tick(True), 4]:
         bad.push(payload)
     assert [(m["timestep"], m["neuron"], m["expected"], m["got"], m["what"])
             for m in check_stream(0, 0, expected, bad)] == [
         (0, 2, 1, 0, "spike"), (0, 5, 1, 2, "spike"), (2, 4, 0, 1, "spike after last tick")]
 
-    short = StreamRecord(3)  # one tick, flagged last: the second timestep never comes
-    for payload in [1, 2, 5, tick(True, 3)]:
+    short = StreamRecord(stream)  # one tick, flagged last: the second timestep never comes
+    for payload in [1, 2, 5, stream.tick(True)]:
         short.push(payload)
     expected[1, 3] = 1
     assert [(m["timestep"], m["neuron"], m["expected"], m["got"], m["what"])
             for m in check_stream(0, 0, expected, short)] == [
         (1, 3, 1, 0, "spike"), (None, None, 2, 1, "tick count"), (0, None, 0, 1, "last flag")]
 
-    unordered = StreamRecord(3)
-    for payload in [5, 1, 2, tick(False, 3), 3, tick(True, 3)]:
-        unordered.push(payload)
-    assert [m["what"] for m in check_stream(0, 0, expected, unordered)] == ["order"]
+
+def test_map_addresses_round_trip_through_their_fields():
+    from sim.tb_top import Stream
+
+    stream = Stream({"shape": [3, 5, 6], "fields": [3, 3, 2], "value_bits": 0})
+    for index in range(3 * 5 * 6):
+        assert stream.decode(stream.encode(index)) == index
+    c, y, x = 2, 4, 5
+    assert stream.encode(c * 30 + y * 6 + x) == (c << 6) | (y << 3) | x
+    assert stream.decode((1 << 6) | (5 << 3) | 0) < 0  # y = 5 is outside the map: never a neuron
 
 
 # A hwgen_top with the right ports for a 4 -> 3 network at T = 2 that accepts every token and
