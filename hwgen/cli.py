@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="model -> quantized IR -> Verilog + reports")
     gen.add_argument("model", help="package.module:attribute (or file.py:attribute) naming an nn.Module, "
-                                   "or a torch.save'd module file")
+                                   "a torch.save'd module file, or a .nir graph")
     gen.add_argument("-o", "--out", required=True, type=Path, help="output folder (replaced as a whole)")
     gen.add_argument("--weights", help="state_dict (.pt) to load into a module:attribute model")
     gen.add_argument("--input-shape", type=_shape, help="input shape without batch/time, e.g. 1,8,8")
@@ -78,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--data", help=".npz with x [samples, T, *input_shape] 0/1 spikes and optional labels y: "
                                     "held-out data for fidelity and `hwgen sim --samples`")
     gen.add_argument("--calibration", help=".npz with x, for state widths (default: --data, else random spikes)")
+    gen.add_argument("--dt", type=float, help="NIR only: seconds per timestep for LIF nodes, beta = 1 - dt/tau "
+                                              "(default: the exporter's convention, e.g. snnTorch's 1e-4)")
+    gen.add_argument("--reset", choices=["subtract", "zero"],
+                     help="NIR only: reset after a spike (default subtract, as Sinabs and snnTorch compute)")
 
     sim = sub.add_parser("sim", help="simulate OUT/hwgen_top.v in cocotb against the golden model")
     sim.add_argument("out", type=Path)
@@ -98,7 +102,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     opts = GenerateOptions(
         weights=args.weights, input_shape=args.input_shape, parallel=args.parallel, data=args.data,
-        calibration=args.calibration,
+        calibration=args.calibration, dt=args.dt, reset=args.reset,
         quant=QuantOptions(weight_bits=args.weight_bits, per_channel=args.per_channel,
                            state_bits=args.state_bits, leak_frac_bits=args.leak_bits,
                            timesteps=args.timesteps))

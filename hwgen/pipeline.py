@@ -38,6 +38,8 @@ class GenerateOptions:
     quant: QuantOptions = field(default_factory=QuantOptions)
     data: str | None = None  # held-out .npz: x [S, T, *input_shape], optional labels y
     calibration: str | None = None  # .npz with x, for state widths; default: data, else random
+    dt: float | None = None  # NIR only: seconds per timestep for LIF nodes (default: exporter's)
+    reset: str | None = None  # NIR only: "subtract" (default) or "zero"
 
     def validate(self) -> None:
         if self.parallel < 1:
@@ -45,12 +47,25 @@ class GenerateOptions:
         self.quant.validate()
 
 
-def load_frontend(model: str, opts: GenerateOptions) -> Network:
+def load_frontend(model: str, opts: GenerateOptions) -> tuple[Network, list[str]]:
+    """The float network and the frontend's notes for the report (assumptions it made)."""
     if model.endswith(".nir"):
-        raise HwgenError(f"{model}: NIR import is not available in this version of hwgen; "
-                         "give a PyTorch/snnTorch model as package.module:attribute or a torch.save'd file")
+        from .frontend import import_nir
+
+        if opts.weights:
+            raise HwgenError(f"--weights applies to module:attribute models; the NIR file {model} "
+                             "carries its own weights")
+        net, notes = import_nir(model, opts.dt, opts.reset)
+        if opts.input_shape is not None and tuple(opts.input_shape) != tuple(net.input_shape):
+            raise HwgenError(f"--input-shape {','.join(map(str, opts.input_shape))} does not match "
+                             f"the Input node of {model} ({','.join(map(str, net.input_shape))}); "
+                             "drop --input-shape, a NIR graph states its input shape")
+        return net, notes
+    if opts.dt is not None or opts.reset is not None:
+        raise HwgenError("--dt and --reset apply to .nir models only; an snnTorch model states "
+                         "its own beta and reset_mechanism")
     module = load_torch_model(model, opts.weights)
-    return import_torch(module, opts.input_shape, name=model)
+    return import_torch(module, opts.input_shape, name=model), []
 
 
 def load_data(path: str, net: Network) -> tuple[np.ndarray, np.ndarray | None]:
@@ -88,7 +103,7 @@ def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = 
     """Run frontend, quantizer, golden and hardware generation; write ``out`` all at once."""
     opts.validate()
     progress("frontend: importing model")
-    net = load_frontend(model, opts)
+    net, frontend_notes = load_frontend(model, opts)
     x = y = calib = None
     if opts.data:
         x, y = load_data(opts.data, net)
@@ -110,10 +125,11 @@ def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = 
     report = {
         "model": model,
         "design_hash": model_hash(qnet, opts.parallel),
-        "hardware": hardware_report(qnet, opts.parallel, activity, activity_inputs),
+        "hardware": hardware_report(qnet, opts.parallel, activity),
         "quantization": qreport.to_dict(),
         "fidelity": fid.to_dict() if fid else None,
         "fidelity_data": opts.data or "",
+        "frontend_notes": frontend_notes,
     }
     progress("hardware + emit: Amaranth -> Verilog")
     with staged_directory(out) as staging:
@@ -214,7 +230,7 @@ def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
         report["accuracy_float"] = float((float_trace.prediction.numpy() == y).mean())
         report["accuracy_int"] = float((trace.prediction.numpy() == y).mean())
         report["accuracy_rtl"] = float((np.asarray(result.predictions) == y).mean())
-    bounds = event_driven_bounds(design.qnet, design.parallel, x, trace)
+    bounds = event_driven_bounds(design.qnet, design.parallel, trace)
     ratios = np.asarray(result.cycles, dtype=np.float64) / np.asarray(bounds, dtype=np.float64)
     report["cycles_bound_mean"] = float(np.mean(bounds))
     report["cycles_vs_bound_mean"] = float(ratios.mean())
@@ -223,9 +239,7 @@ def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
     return report
 
 
-def event_driven_bounds(qnet: QuantNetwork, parallel: int, x: np.ndarray,
-                        trace: golden.GoldenTrace) -> list[int]:
-    """Per sample, ``report.event_driven_cycles`` of the spikes the golden model says flow."""
-    into = [np.asarray(x).reshape(x.shape[0], x.shape[1], -1).sum(axis=2)]
-    into += [s.numpy().sum(axis=2) for s in trace.spikes[:-1]]
-    return [event_driven_cycles(qnet, parallel, [a[i].tolist() for a in into]) for i in range(x.shape[0])]
+def event_driven_bounds(qnet: QuantNetwork, parallel: int, trace: golden.GoldenTrace) -> list[float]:
+    """Per sample, ``report.event_driven_cycles`` of the work the golden model says flows."""
+    return [event_driven_cycles(qnet, parallel, [ops[i].tolist() for ops in trace.layer_ops])
+            for i in range(trace.batch)]
