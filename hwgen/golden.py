@@ -28,6 +28,7 @@ class GoldenTrace:
     counts: torch.Tensor  # [B, N_out] int64, spike count of the last layer
     prediction: torch.Tensor  # [B] int64, argmax of counts, ties to the lowest index
     synaptic_ops: torch.Tensor  # [B] int64, weight additions an event-driven engine performs
+    layer_ops: list[torch.Tensor]  # per spiking layer: [B, T] int64, the same per timestep
 
     @property
     def batch(self) -> int:
@@ -119,7 +120,7 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
     states: list = [0] * len(synaptic)
     spikes = [torch.zeros(batch, timesteps, int(np.prod(_out_shape(layer))), dtype=torch.uint8)
               for layer in synaptic]
-    sops = torch.zeros(batch, dtype=torch.int64)
+    layer_ops = [torch.zeros(batch, timesteps, dtype=torch.int64) for _ in synaptic]
     for t in range(timesteps):
         x = x_all[:, t]
         n = 0
@@ -132,7 +133,7 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
                 events = (x != 0).long() if (n == 0 and net.input_bits > 1) else x
                 if isinstance(layer, QuantDense):
                     x, events = x.reshape(batch, -1), events.reshape(batch, -1)
-                sops += event_fanout(layer, events)
+                layer_ops[n][:, t] = event_fanout(layer, events)
                 s, states[n], a = fire(layer, states[n], synaptic_input(layer, x))
                 if membrane_range is not None:
                     lo, hi = int(a.min()), int(a.max())
@@ -143,7 +144,9 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
                 x = s.long()
                 n += 1
     counts = spikes[-1].long().sum(dim=1)
-    return GoldenTrace(spikes=spikes, counts=counts, prediction=readout(counts), synaptic_ops=sops)
+    sops = sum(ops.sum(dim=1) for ops in layer_ops)
+    return GoldenTrace(spikes=spikes, counts=counts, prediction=readout(counts), synaptic_ops=sops,
+                       layer_ops=layer_ops)
 
 
 def _out_shape(layer: Synaptic) -> tuple[int, ...]:

@@ -1,108 +1,158 @@
-"""What a generated accelerator costs: memories, widths and cycles, as JSON and Markdown."""
+"""What a generated accelerator costs: memories, widths, cycles and device fit, as JSON and Markdown."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from . import golden
+from .devices import fit
 from .golden import GoldenTrace
-from .hardware import DenseLIFEngine
-from .ir import QuantNetwork
+from .ir import Flatten, MaxPool2d, QuantConv2d, QuantDense, QuantNetwork, SumPool2d
 from .widths import unsigned_bits
 
-
-def layer_parallelism(n_out: int, parallel: int) -> int:
-    return max(1, min(parallel, n_out))
+FIT_DEVICES = ("ice40up5k", "ecp5-25f")
 
 
-def layer_cycles(active_inputs: float, n_out: int, parallel: int, timesteps: int) -> float:
-    """Cycles a layer holds its input over an inference: ``T·(a + 1)·G`` (docs/hardware.md)."""
-    groups = math.ceil(n_out / layer_parallelism(n_out, parallel))
-    return timesteps * (active_inputs + 1) * groups
+@dataclass(frozen=True)
+class EngineGeometry:
+    """How a synaptic layer is folded onto ``lanes`` adders (docs/hardware.md)."""
+
+    lanes: int  # P, capped at the channels one input reaches
+    groups: int  # G = ceil(channels per input / P)
+    reach: int  # output channels one input event reaches (per in-range position)
+    fire_words: int  # membrane words the fire pass walks per timestep
+    pipeline_latency: int
 
 
-def event_driven_cycles(qnet: QuantNetwork, parallel: int, active_inputs: list[list[float]]) -> float:
-    """The event-driven bound of one inference (docs/hardware.md), from the spikes that flowed.
+def geometry(layer: QuantDense | QuantConv2d, parallel: int) -> EngineGeometry:
+    from .hardware import DenseLIFEngine
 
-    ``active_inputs[k][t]`` is the number of spikes into spiking layer ``k`` at timestep
-    ``t``. Layer ``k`` holds its input for ``(a + 1) * G_k`` cycles per timestep; layers
-    overlap, so the busiest one sets the pace, plus every layer's tick-to-output latency
-    and one cycle of readout.
+    if isinstance(layer, QuantDense):
+        lanes = max(1, min(parallel, layer.out_features))
+        groups = math.ceil(layer.out_features / lanes)
+        return EngineGeometry(lanes, groups, layer.out_features, groups, DenseLIFEngine.pipeline_latency)
+    from .hardware import ConvLIFEngine
+
+    c_out, h, w = layer.output_shape
+    reach = c_out // layer.groups
+    lanes = max(1, min(parallel, reach))
+    groups = math.ceil(reach / lanes)
+    return EngineGeometry(lanes, groups, reach, h * w * layer.groups * groups, ConvLIFEngine.pipeline_latency)
+
+
+def layer_timestep_cycles(g: EngineGeometry, ops: float) -> float:
+    """Cycles for one timestep: each event costs ``G`` per in-range output position, plus the fire pass.
+
+    ``ops`` is the golden model's synaptic operations (events × in-range fan-out), so
+    ``ops / reach`` is the number of (event, in-range position) pairs.
     """
-    busiest = 0
-    for layer, per_step in zip(qnet.spiking_layers, active_inputs):
-        groups = math.ceil(layer.out_features / layer_parallelism(layer.out_features, parallel))
-        busiest = max(busiest, sum((a + 1) * groups for a in per_step))
-    return busiest + len(qnet.spiking_layers) * DenseLIFEngine.pipeline_latency + 1
+    return ops / g.reach * g.groups + g.fire_words
 
 
-def hardware_report(qnet: QuantNetwork, parallel: int, activity: GoldenTrace | None,
-                    activity_inputs: np.ndarray | None) -> dict:
-    """Per-layer sizes and memories, and cycle estimates from measured spike activity.
+def event_driven_cycles(qnet: QuantNetwork, parallel: int, ops: list[list[float]]) -> float:
+    """The event-driven cost model of one inference, from the work that flowed.
 
-    ``activity`` is the golden trace of ``activity_inputs`` (typically the calibration or
-    held-out data): its mean spike counts give the expected cycles per inference.
+    ``ops[k][t]`` is spiking layer ``k``'s synaptic operations at timestep ``t``. Layers
+    overlap on the token pipeline, so the busiest one sets the pace, plus every layer's
+    tick-to-output latency and one cycle of readout.
     """
-    layers = []
-    total_weight_bits = total_state_bits = 0
-    mean_activity: list[list[float]] = []
-    T = qnet.timesteps
-    in_rate = None
-    if activity is not None and activity_inputs is not None:
-        flat = np.asarray(activity_inputs).reshape(activity.batch, -1, qnet.input_size)
-        in_rate = flat.sum(axis=2).mean()  # mean active inputs per timestep
-    for n, layer in enumerate(qnet.spiking_layers):
-        p = layer_parallelism(layer.out_features, parallel)
-        groups = math.ceil(layer.out_features / p)
-        weight_bits = layer.in_features * groups * p * layer.weight_bits
-        state_bits = groups * p * layer.acc_bits
-        total_weight_bits += weight_bits
-        total_state_bits += state_bits
-        worst = layer_cycles(layer.in_features, layer.out_features, parallel, T)
+    busiest, latency = 0.0, 0
+    for layer, per_step in zip(qnet.spiking_layers, ops):
+        g = geometry(layer, parallel)
+        busiest = max(busiest, sum(layer_timestep_cycles(g, o) for o in per_step))
+        latency += g.pipeline_latency
+    return busiest + latency + 1
+
+
+def _worst_ops(qnet: QuantNetwork) -> list[float]:
+    """Per layer, the synaptic operations of a timestep in which every input is active."""
+    out = []
+    for layer in qnet.spiking_layers:
+        if isinstance(layer, QuantDense):
+            out.append(float(layer.in_features * layer.out_features))
+        else:
+            ones = torch.ones(1, *layer.input_shape, dtype=torch.int64)
+            out.append(float(golden.event_fanout(layer, ones)[0]))
+    return out
+
+
+def _layer_entry(layer, parallel: int) -> dict:
+    if isinstance(layer, (QuantDense, QuantConv2d)):
+        g = geometry(layer, parallel)
+        leak = layer.leak
         entry = {
             "name": layer.name,
-            "type": "dense_lif",
-            "in": layer.in_features,
-            "out": layer.out_features,
-            "parallel": p,
-            "groups": groups,
+            "type": "dense_lif" if isinstance(layer, QuantDense) else "conv2d_lif",
+            "in": list(getattr(layer, "input_shape", (layer.weight.shape[-1],))),
+            "out": list(getattr(layer, "output_shape", (layer.weight.shape[0],))),
+            "parallel": g.lanes,
+            "groups": g.groups,
             "weight_bits": layer.weight_bits,
             "state_bits": layer.state_bits,
             "acc_bits": layer.acc_bits,
+            "input_max": layer.input_max,
             "reset": layer.reset,
-            "leak": {"kind": layer.leak.kind, "shift": layer.leak.shift, "mul": layer.leak.mul,
-                     "frac_bits": layer.leak.frac_bits, "beta": layer.leak.beta},
+            "leak": {"kind": leak.kind, "shift": leak.shift, "mul": leak.mul,
+                     "frac_bits": leak.frac_bits, "beta": leak.beta},
             "threshold_min": int(layer.threshold.min()),
             "threshold_max": int(layer.threshold.max()),
-            "weight_memory_bits": weight_bits,
-            "membrane_memory_bits": state_bits,
-            "cycles_per_inference_worst": worst,
+            "weight_memory_bits": int(layer.weight.size) * layer.weight_bits,
+            "membrane_memory_bits": g.fire_words * g.lanes * layer.acc_bits,
         }
-        if in_rate is not None:
-            active = in_rate if n == 0 else float(activity.spikes[n - 1].float().sum(dim=2).mean())
-            entry["mean_active_inputs_per_timestep"] = float(active)
-            entry["cycles_per_inference_expected"] = layer_cycles(active, layer.out_features, parallel, T)
-            mean_activity.append([active] * T)
-        layers.append(entry)
+        if isinstance(layer, QuantConv2d):
+            entry.update(kernel=list(layer.kernel), stride=list(layer.stride),
+                         padding=list(layer.padding), conv_groups=layer.groups)
+        return entry
+    kind = {SumPool2d: "sum_pool2d", MaxPool2d: "max_pool2d", Flatten: "flatten"}[type(layer)]
+    entry = {"name": layer.name, "type": kind, "in": list(layer.input_shape)}
+    if isinstance(layer, SumPool2d):
+        entry.update(out=list(layer.output_shape), kernel=list(layer.kernel), stride=list(layer.stride))
+    return entry
+
+
+def hardware_report(qnet: QuantNetwork, parallel: int, activity: GoldenTrace | None) -> dict:
+    """Per-layer sizes and memories, cycle estimates, and whether the memories fit devices.
+
+    ``activity`` is the golden trace of representative inputs (the calibration or held-out
+    data): its mean synaptic operations give the expected cycles per inference.
+    """
+    T = qnet.timesteps
+    layers = [_layer_entry(layer, parallel) for layer in qnet.layers]
+    spiking = [entry for entry in layers if "groups" in entry]
+    worst = _worst_ops(qnet)
+    for entry, layer, ops in zip(spiking, qnet.spiking_layers, worst):
+        entry["cycles_per_inference_worst"] = T * layer_timestep_cycles(geometry(layer, parallel), ops)
     report = {
         "input_shape": list(qnet.input_shape),
+        "input_bits": qnet.input_bits,
         "timesteps": T,
         "parallel": parallel,
-        "neurons": sum(layer.out_features for layer in qnet.spiking_layers),
-        "synapses": sum(layer.weight.size for layer in qnet.spiking_layers),
+        "neurons": sum(int(np.prod(entry["out"])) for entry in spiking),
+        "synapses": sum(int(layer.weight.size) for layer in qnet.spiking_layers),
         "readout_count_bits": unsigned_bits(T),
-        "weight_memory_bits": total_weight_bits,
-        "membrane_memory_bits": total_state_bits,
-        # Layers run concurrently on a token pipeline: the busiest one sets the pace.
-        "cycles_per_inference_worst": event_driven_cycles(
-            qnet, parallel, [[layer.in_features] * T for layer in qnet.spiking_layers]),
+        "weight_memory_bits": sum(entry["weight_memory_bits"] for entry in spiking),
+        "membrane_memory_bits": sum(entry["membrane_memory_bits"] for entry in spiking),
+        "cycles_per_inference_worst": event_driven_cycles(qnet, parallel, [[ops] * T for ops in worst]),
         "layers": layers,
+        "fit": {key: fit(qnet, parallel, key).to_dict() for key in FIT_DEVICES},
     }
-    if in_rate is not None:
-        report["cycles_per_inference_expected"] = event_driven_cycles(qnet, parallel, mean_activity)
-        report["mean_input_spikes_per_timestep"] = float(in_rate)
+    if activity is not None:
+        mean_ops = [ops.double().mean(dim=0).tolist() for ops in activity.layer_ops]
+        for entry, layer, ops in zip(spiking, qnet.spiking_layers, mean_ops):
+            g = geometry(layer, parallel)
+            entry["synaptic_ops_per_inference_expected"] = float(sum(ops))
+            entry["cycles_per_inference_expected"] = sum(layer_timestep_cycles(g, o) for o in ops)
+        report["cycles_per_inference_expected"] = event_driven_cycles(qnet, parallel, mean_ops)
+        report["synaptic_ops_per_inference_expected"] = float(activity.synaptic_ops.double().mean())
     return report
+
+
+def _shape(values: list[int]) -> str:
+    return "x".join(str(v) for v in values)
 
 
 def render_markdown(report: dict) -> str:
@@ -110,27 +160,44 @@ def render_markdown(report: dict) -> str:
     lines = [
         f"# hwgen report: {report['model']}",
         "",
-        f"- input shape {hw['input_shape']}, {hw['timesteps']} timesteps, parallelism P = {hw['parallel']}",
-        f"- {hw['neurons']} neurons, {hw['synapses']} synapses",
+        f"- input {_shape(hw['input_shape'])} ({'spikes' if hw['input_bits'] == 1 else str(hw['input_bits']) + '-bit direct input'}), "
+        f"{hw['timesteps']} timesteps, parallelism P = {hw['parallel']}",
+        f"- {hw['neurons']} neurons, {hw['synapses']} weights",
         f"- weight memory {hw['weight_memory_bits']} bits, membrane memory {hw['membrane_memory_bits']} bits",
-        f"- cycles per inference: worst case (every input spiking) {hw['cycles_per_inference_worst']:.0f}"
+        f"- cycles per inference: worst case (every input active) {hw['cycles_per_inference_worst']:.0f}"
         + (f", expected from data {hw['cycles_per_inference_expected']:.0f}"
            if "cycles_per_inference_expected" in hw else ""),
+    ]
+    for note in report.get("frontend_notes") or []:
+        lines.append(f"- note: {note}")
+    lines += [
         "",
         "## Layers",
         "",
-        "| layer | in | out | P | weight bits | state bits | acc bits | leak | reset | threshold | weight mem (bits) | membrane mem (bits) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| layer | type | in | out | P | weight bits | state bits | acc bits | leak | reset | threshold | weight mem (bits) | membrane mem (bits) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for layer in hw["layers"]:
+        if "groups" not in layer:
+            lines.append(f"| {layer['name']} | {layer['type']} | {_shape(layer['in'])} | "
+                         f"{_shape(layer.get('out', [int(np.prod(layer['in']))]))} | | | | | | | | | |")
+            continue
         leak = layer["leak"]
         leak_text = {"none": "none (IF)", "shift": f"v - (v >> {leak['shift']})",
                      "mul": f"(v * {leak['mul']}) >> {leak['frac_bits']}"}[leak["kind"]]
         thr = (str(layer["threshold_min"]) if layer["threshold_min"] == layer["threshold_max"]
                else f"{layer['threshold_min']}..{layer['threshold_max']}")
-        lines.append(f"| {layer['name']} | {layer['in']} | {layer['out']} | {layer['parallel']} | "
-                     f"{layer['weight_bits']} | {layer['state_bits']} | {layer['acc_bits']} | {leak_text} | "
-                     f"{layer['reset']} | {thr} | {layer['weight_memory_bits']} | {layer['membrane_memory_bits']} |")
+        lines.append(f"| {layer['name']} | {layer['type']} | {_shape(layer['in'])} | {_shape(layer['out'])} | "
+                     f"{layer['parallel']} | {layer['weight_bits']} | {layer['state_bits']} | {layer['acc_bits']} | "
+                     f"{leak_text} | {layer['reset']} | {thr} | {layer['weight_memory_bits']} | "
+                     f"{layer['membrane_memory_bits']} |")
+    lines += ["", "## Device fit (memories, estimated before synthesis)", "",
+              "| device | fits | block RAM | SPRAM | small memories in logic (bits) |", "|---|---|---|---|---|"]
+    for verdict in hw["fit"].values():
+        spram = f"{verdict['spram_needed']} / {verdict['spram_available']}" if verdict["spram_available"] else "-"
+        lines.append(f"| {verdict['device']} | {'yes' if verdict['fits'] else 'NO'} | "
+                     f"{verdict['blocks_needed']} / {verdict['blocks_available']} | {spram} | "
+                     f"{verdict['logic_memory_bits']} |")
     q = report["quantization"]
     lines += ["", "## Quantization", "",
               f"{q['weight_bits']}-bit weights, {'per-neuron' if q['per_channel'] else 'per-layer'} "

@@ -44,7 +44,7 @@ def measure(qnet, parallel: int, x: np.ndarray, simulator: str, work: Path) -> d
     result = run_rtl(verilog, qnet, x, trace, simulator=simulator, build_dir=work / "sim")
     if result.mismatches:
         raise SystemExit(f"RTL disagrees with golden: {result.first_mismatch}")
-    bounds = event_driven_bounds(qnet, parallel, x, trace)
+    bounds = event_driven_bounds(qnet, parallel, trace)
     ratios = np.asarray(result.cycles) / np.asarray(bounds)
     return {"cycles_mean": float(np.mean(result.cycles)), "model_mean": float(np.mean(bounds)),
             "ratio_mean": float(ratios.mean()), "ratio_max": float(ratios.max()),
