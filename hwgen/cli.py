@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
 
     demo = sub.add_parser("demo", help="digits end to end: model -> Verilog -> cocotb vs golden")
+    demo.add_argument("--model", choices=["mlp", "conv"], default="mlp",
+                      help="mlp: 64-64-10 LIF; conv: conv 8x3x3 -> LIF -> max pool -> dense 10 (default mlp)")
     demo.add_argument("--out", type=Path, default=Path("hwgen-demo"))
     demo.add_argument("--samples", type=int, default=50)
     demo.add_argument("--parallel", type=int, default=4)
@@ -133,7 +135,7 @@ def _sim(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.out, args.samples, args.parallel, args.simulator, stages)
+    return run_demo(args.out, args.samples, args.parallel, args.simulator, stages, args.model)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,23 +17,24 @@ from .summary import print_sim
 CALIBRATION_SAMPLES = 256
 
 
-def run_demo(out: Path, samples: int, parallel: int, simulator: str, stages) -> int:
+def run_demo(out: Path, samples: int, parallel: int, simulator: str, stages, model: str = "mlp") -> int:
     console = Console(width=None if sys.stdout.isatty() else 132)
-    split = digits.load_split()
+    spec = digits.MODELS[model]
+    split = digits.load_split(input_shape=spec.input_shape)
     with tempfile.TemporaryDirectory() as tmp:
         # The demo goes through the same files a user would hand to `hwgen generate`.
         heldout = Path(tmp) / "digits_test.npz"
         calibration = Path(tmp) / "digits_calibration.npz"
         np.savez(heldout, x=split.test_x, y=split.test_y)
         np.savez(calibration, x=split.train_x[:CALIBRATION_SAMPLES])
-        opts = GenerateOptions(weights=str(digits.CHECKPOINT), parallel=parallel, data=str(heldout),
+        opts = GenerateOptions(weights=str(spec.checkpoint), parallel=parallel, data=str(heldout),
                                calibration=str(calibration),
                                quant=QuantOptions(weight_bits=8, timesteps=digits.TIMESTEPS))
         with stages() as progress:
-            report = generate(digits.MODEL_SPEC, out, opts, progress)
+            report = generate(spec.factory, out, opts, progress)
             sim = simulate(out, samples=samples, simulator=simulator, progress=progress)
     fid = report["fidelity"]
-    console.print(f"model {digits.MODEL_SPEC} (weights {digits.CHECKPOINT.name}); float vs integer on all "
+    console.print(f"model {spec.factory} (weights {spec.checkpoint.name}); float vs integer on all "
                   f"{fid['samples']} held-out digits: {fid['accuracy_float']:.1%} vs {fid['accuracy_int']:.1%}")
     print_sim(sim, console, title=f"hwgen demo: {samples} held-out digits, RTL vs golden model")
     console.print(f"outputs in {out}/: hwgen_top.v, model.json, report.md/json, sim_report.json")

@@ -1,7 +1,7 @@
-"""Train the demo's digits MLP and write the shipped checkpoint hwgen/data/digits_mlp.pt.
+"""Train a demo digits network and write its shipped checkpoint to hwgen/data/digits_<model>.pt.
 
-Run from the repo root: ``python scripts/train_digits.py``. The demo loads the result
-through the same ``module:attribute --weights`` path a user's model takes.
+Run from the repo root: ``python scripts/train_digits.py --model mlp|conv``. The demo loads
+the result through the same ``module:attribute --weights`` path a user's model takes.
 """
 
 import argparse
@@ -12,14 +12,16 @@ from hwgen import digits
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(digits.MODELS), default="mlp")
+    parser.add_argument("--epochs", type=int, help="default: the model's own")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    model, accuracy = digits.train(args.epochs, args.seed)
-    digits.CHECKPOINT.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), digits.CHECKPOINT)
-    print(f"test accuracy (float, snnTorch): {accuracy:.4f}; wrote {digits.CHECKPOINT}")
+    spec = digits.MODELS[args.model]
+    model, accuracy = digits.train(args.model, args.epochs, args.seed)
+    spec.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), spec.checkpoint)
+    print(f"{args.model}: test accuracy (float, snnTorch): {accuracy:.4f}; wrote {spec.checkpoint}")
 
 
 if __name__ == "__main__":
