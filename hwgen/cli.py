@@ -87,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("out", type=Path)
     sim.add_argument("--samples", type=int, help="number of samples (default 10)")
     sim.add_argument("--inputs", help=".npy shaped [samples, T, *input_shape] of 0/1 spikes")
+    sim.add_argument("--events", help=".npz of tonic-style event arrays (fields t, x, y, p), one per sample, "
+                                      "binned into the model's timesteps (hwgen/events.py)")
+    sim.add_argument("--duration", type=float, help="time span binned into the timesteps, in the events' "
+                                                    "time unit (default: each sample's own span)")
     sim.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
 
     demo = sub.add_parser("demo", help="digits end to end: model -> Verilog -> cocotb vs golden")
@@ -121,7 +125,8 @@ def _sim(args: argparse.Namespace) -> int:
     from .summary import print_sim
 
     with stages() as progress:
-        report = simulate(args.out, args.samples, args.inputs, args.simulator, progress)
+        report = simulate(args.out, args.samples, args.inputs, args.simulator, progress,
+                          events=args.events, duration=args.duration)
     print_sim(report, log)
     if report["mismatches"]:
         m = report["first_mismatch"]

@@ -17,6 +17,7 @@ import torch
 from . import golden, ir_sim
 from .emit import model_hash, write_outputs
 from .errors import HwgenError
+from .events import load_event_samples
 from .frontend import import_torch, load_torch_model
 from .ir import Network, QuantNetwork, from_json
 from .outdir import staged_directory, write_atomic
@@ -86,17 +87,20 @@ def load_data(path: str, net: Network) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def check_spikes(x: np.ndarray, input_shape: tuple[int, ...], what: str,
-                 timesteps: int | None = None) -> None:
+                 timesteps: int | None = None, input_bits: int = 1) -> None:
+    """Refuse inputs of the wrong shape, type or range, naming the file and what was expected."""
     expected = f"[samples, timesteps, {', '.join(map(str, input_shape))}]"
     if x.ndim != 2 + len(input_shape) or tuple(x.shape[2:]) != tuple(input_shape):
         raise HwgenError(f"{what}: inputs shaped {list(x.shape)}, expected {expected}")
     if timesteps is not None and x.shape[1] != timesteps:
         raise HwgenError(f"{what}: {x.shape[1]} timesteps, but the hardware was generated for "
                          f"{timesteps} (--timesteps)")
+    kind = "spike inputs must be integers 0/1 (or bool)" if input_bits == 1 else \
+        f"direct inputs must be unsigned integers below 2**{input_bits}"
     if not (np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_):
-        raise HwgenError(f"{what}: dtype {x.dtype}; spike inputs must be integers 0/1 (or bool)")
-    if x.size and (x.min() < 0 or x.max() > 1):
-        raise HwgenError(f"{what}: values {int(x.min())}..{int(x.max())}; spike inputs must be 0 or 1")
+        raise HwgenError(f"{what}: dtype {x.dtype}; {kind}")
+    if x.size and (x.min() < 0 or x.max() > (1 << input_bits) - 1):
+        raise HwgenError(f"{what}: values {int(x.min())}..{int(x.max())}; {kind}")
 
 
 def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = _quiet) -> dict:
@@ -173,9 +177,19 @@ def load_design(out: Path) -> LoadedDesign:
 
 
 def sim_inputs(design: LoadedDesign, samples: int | None, inputs: str | None,
+               events: str | None = None, duration: float | None = None,
                seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Pick what to simulate: a user file, held-out data shipped in OUT, or random spikes."""
+    """Pick what to simulate: a user file (arrays or events), held-out data shipped in OUT,
+    or random spikes."""
     qnet = design.qnet
+    if inputs and events:
+        raise HwgenError("give --inputs or --events, not both")
+    if events:
+        if len(qnet.input_shape) != 3:
+            raise HwgenError(f"{events}: event input needs a (2, H, W) input map; the model takes "
+                             f"{list(qnet.input_shape)}")
+        x = load_event_samples(events, qnet.input_shape, qnet.timesteps, duration)
+        return (x[:samples] if samples else x), None, f"events from {events}, binned into {qnet.timesteps} timesteps"
     if inputs:
         path = Path(inputs)
         if not path.is_file():
@@ -184,7 +198,7 @@ def sim_inputs(design: LoadedDesign, samples: int | None, inputs: str | None,
             x = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise HwgenError(f"{inputs}: not a NumPy .npy array ({exc})") from None
-        check_spikes(x, qnet.input_shape, inputs, qnet.timesteps)
+        check_spikes(x, qnet.input_shape, inputs, qnet.timesteps, qnet.input_bits)
         if samples:
             x = x[:samples]
         return x, None, inputs
@@ -199,14 +213,15 @@ def sim_inputs(design: LoadedDesign, samples: int | None, inputs: str | None,
 
 
 def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
-             simulator: str = "verilator", progress: Progress = _quiet) -> dict:
+             simulator: str = "verilator", progress: Progress = _quiet,
+             events: str | None = None, duration: float | None = None) -> dict:
     """Run the RTL in cocotb against the golden model; write ``OUT/sim_report.json``."""
     from .simulate import run_rtl
 
     if simulator not in ("verilator", "icarus"):
         raise HwgenError(f"--simulator must be verilator or icarus, got {simulator!r}")
     design = load_design(out)
-    x, y, source = sim_inputs(design, samples, inputs)
+    x, y, source = sim_inputs(design, samples, inputs, events, duration)
     progress("golden: integer reference traces")
     trace = golden.run(design.qnet, x)
     float_trace = ir_sim.run_float(design.net, torch.as_tensor(x, dtype=torch.float32))
