@@ -267,9 +267,15 @@ def _check_type(node_key: str, node, prev_key: str, prev_kind: str, shape: tuple
         return
     declared = tuple(int(s) for s in np.asarray(declared).reshape(-1))
     if declared != tuple(shape):
+        hint = ""
+        if len(shape) == len(declared) + 1 and shape[0] == 1 and shape[1:] == declared:
+            hint = (" (the shape has an extra leading 1: a batch dimension; export with an "
+                    "unbatched sample input)")
+        elif len(declared) == 1 and len(shape) > 1 and declared[0] == int(np.prod(shape)):
+            hint = " (add a Flatten node before it)"
         raise HwgenError(f"{where}: node {node_key!r} ({type(node).__name__}) takes input "
                          f"{_shape_str(declared)} but node {prev_key!r} ({prev_kind}) produces "
-                         f"{_shape_str(shape)}; the graph's shapes do not match")
+                         f"{_shape_str(shape)}{hint}; the graph's shapes do not match")
 
 
 def _per_output(node_key: str, kind: str, param: str, value, syn: _Synapse,
