@@ -10,12 +10,28 @@ Per layer and timestep, with ``mem`` starting at zero (snnTorch ``utils.reset``)
 
     reset = (mem - threshold > 0)                      # from the *previous* membrane
     zero:      mem = (1 - reset) * mem                 # before the leak
-    mem = clamp(beta, 0, 1) * mem + linear(x)          # two float32 ops, no fused multiply-add
+    mem = clamp(beta, 0, 1) * mem + current(x)         # two float32 ops, no fused multiply-add
     subtract:  mem = mem - reset * threshold           # the subtracted threshold is not leaked
     spk = (mem - threshold > 0)
 
-Bit-identity holds for the batch size used: a float32 GEMM may round differently for other
-batch shapes, exactly as snnTorch itself would.
+``current`` is the very call the torch module makes: ``F.linear(x, W, b)`` for ``nn.Linear``,
+``F.conv2d(x, W, b, stride, padding, 1, groups)`` for ``nn.Conv2d`` (zero padding). A conv
+layer's ``beta`` and ``threshold`` are per output channel and broadcast over ``H, W``; the
+element-wise float32 operations above give the same result whatever the broadcast shape.
+
+Between spiking layers:
+
+* ``Flatten``: ``x.reshape(B, -1)``, C-order like ``nn.Flatten``.
+* ``MaxPool2d``: ``F.max_pool2d``, the module's own call (on 0/1 spikes this is an OR).
+* ``SumPool2d``: ``F.avg_pool2d(..., count_include_pad=True, divisor_override=1)``, i.e.
+  the window sum in the same order as ``nn.AvgPool2d`` forms it before dividing. The frontend
+  imports ``nn.AvgPool2d`` as this sum and folds ``1/(kh*kw)`` into the next synaptic
+  layer's weights; for a power-of-two window ``(s/4)·w`` and ``s·(w/4)`` are the same float32
+  number, so that fold is exact. For other windows (3x3: 1/9) it is not bit-exact, only
+  within float32 rounding of the average.
+
+Bit-identity holds for the batch size used: a float32 GEMM or convolution may round
+differently for other batch shapes, exactly as snnTorch itself would.
 """
 
 from __future__ import annotations
@@ -27,14 +43,14 @@ import torch
 import torch.nn.functional as F
 
 from .golden import readout
-from .ir import Dense, Network
+from .ir import Conv2d, Dense, Flatten, MaxPool2d, Network, SumPool2d
 
 
 @dataclass
 class FloatTrace:
     """What the float model does with a batch of inferences."""
 
-    spikes: list[torch.Tensor]  # per Dense layer: [B, T, N] uint8
+    spikes: list[torch.Tensor]  # per spiking layer: [B, T, N] uint8, N in C-order
     counts: torch.Tensor  # [B, N_out] int64, spike count of the last layer
     prediction: torch.Tensor  # [B] int64, argmax of counts, ties to the lowest index
 
@@ -44,20 +60,39 @@ class FloatTrace:
 
 
 class _Layer:
-    """One Dense layer's float32 tensors, shaped like snnTorch's buffers."""
+    """One spiking layer's float32 tensors, shaped like snnTorch's buffers."""
 
-    def __init__(self, layer: Dense) -> None:
+    def __init__(self, layer: Dense | Conv2d) -> None:
+        self.layer = layer
         self.weight = torch.from_numpy(np.ascontiguousarray(layer.weight, dtype=np.float32))
         bias = np.asarray(layer.bias, dtype=np.float32)
-        # nn.Linear(bias=False) calls F.linear without a bias (a plain GEMM). An all-zero bias
-        # through addmm adds exact zeros, so dropping it cannot change a result either way.
+        # nn.Linear / nn.Conv2d with bias=False pass no bias to the kernel. An all-zero bias
+        # adds exact zeros (only the sign of a zero could change, which no comparison with a
+        # positive threshold sees), so dropping it cannot change a spike either way.
         self.bias = torch.from_numpy(bias.copy()) if np.any(bias != 0) else None
-        self.beta = torch.from_numpy(layer.neurons.beta.astype(np.float32))
-        self.threshold = torch.from_numpy(layer.neurons.threshold.astype(np.float32))
+        beta = torch.from_numpy(layer.neurons.beta.astype(np.float32))
+        threshold = torch.from_numpy(layer.neurons.threshold.astype(np.float32))
+        if isinstance(layer, Conv2d):  # per output channel, broadcast over H, W
+            beta, threshold = beta.view(-1, 1, 1), threshold.view(-1, 1, 1)
+        self.beta, self.threshold = beta, threshold
         self.reset = layer.neurons.reset
 
-    def step(self, x: torch.Tensor, mem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        current = F.linear(x, self.weight, self.bias)
+    @property
+    def out_size(self) -> int:
+        layer = self.layer
+        return int(np.prod(layer.output_shape)) if isinstance(layer, Conv2d) else layer.out_features
+
+    def current(self, x: torch.Tensor) -> torch.Tensor:
+        layer = self.layer
+        if isinstance(layer, Conv2d):
+            return F.conv2d(x, self.weight, self.bias, layer.stride, layer.padding, (1, 1),
+                            layer.groups)
+        return F.linear(x, self.weight, self.bias)
+
+    def step(self, x: torch.Tensor, mem: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        current = self.current(x)
+        if mem is None:  # snnTorch: zeros_like(input_) on the first step after a reset
+            mem = torch.zeros_like(current)
         reset = (mem - self.threshold > 0).to(torch.float32)
         if self.reset == "zero":
             mem = (1 - reset) * mem
@@ -68,8 +103,20 @@ class _Layer:
         return spk, mem
 
 
+def _pool(layer: SumPool2d, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(layer, MaxPool2d):
+        return F.max_pool2d(x, layer.kernel, layer.stride, layer.padding)
+    return F.avg_pool2d(x, layer.kernel, layer.stride, layer.padding, ceil_mode=False,
+                        count_include_pad=True, divisor_override=1)
+
+
 def run_float(net: Network, inputs: torch.Tensor | np.ndarray) -> FloatTrace:
-    """Simulate ``inputs`` shaped ``[B, T, *input_shape]`` (spikes, any float) through ``net``."""
+    """Simulate ``inputs`` shaped ``[B, T, *input_shape]`` through ``net``.
+
+    Inputs are spikes or direct (multi-bit) values, any dtype; they are computed with as
+    float32, as the torch model would receive them. ``[B, T, N]`` with ``N`` the number of
+    input elements is accepted too (C-order).
+    """
     x_all = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor)
                             else inputs).to(torch.float32)
     if x_all.ndim < 2:
@@ -79,18 +126,28 @@ def run_float(net: Network, inputs: torch.Tensor | np.ndarray) -> FloatTrace:
     if int(np.prod(x_all.shape[2:])) != net.input_size:
         raise ValueError(f"inputs {tuple(x_all.shape)} do not match the network's input shape "
                          f"{net.input_shape}")
-    # nn.Flatten (and any Linear on 1-D samples) hands the GEMM a contiguous [B, N] matrix.
-    x_all = x_all.reshape(batch, timesteps, -1)
+    x_all = x_all.reshape(batch, timesteps, *net.input_shape)
     layers = [_Layer(layer) for layer in net.spiking_layers]
-    mems = [torch.zeros(batch, layer.out_features, dtype=torch.float32)
-            for layer in net.spiking_layers]
-    spikes = [torch.zeros(batch, timesteps, layer.out_features, dtype=torch.uint8)
-              for layer in net.spiking_layers]
+    index = {id(layer.layer): n for n, layer in enumerate(layers)}
+    mems: list[torch.Tensor | None] = [None] * len(layers)
+    spikes = [torch.zeros(batch, timesteps, layer.out_size, dtype=torch.uint8) for layer in layers]
     with torch.no_grad():
         for t in range(timesteps):
+            # The torch modules hand their kernels contiguous tensors; so do we, so that the
+            # same kernel (and summation order) is chosen.
             x = x_all[:, t].contiguous()
-            for n, layer in enumerate(layers):
-                x, mems[n] = layer.step(x, mems[n])
-                spikes[n][:, t] = x.to(torch.uint8)
+            for layer in net.layers:
+                if isinstance(layer, Flatten):
+                    x = x.reshape(batch, -1)
+                elif isinstance(layer, SumPool2d):  # MaxPool2d included
+                    x = _pool(layer, x)
+                elif isinstance(layer, (Dense, Conv2d)):
+                    n = index[id(layer)]
+                    if isinstance(layer, Dense) and x.ndim != 2:
+                        x = x.reshape(batch, -1)
+                    x, mems[n] = layers[n].step(x.contiguous(), mems[n])
+                    spikes[n][:, t] = x.reshape(batch, -1).to(torch.uint8)
+                else:
+                    raise TypeError(f"run_float: unknown layer type {type(layer).__name__}")
     counts = spikes[-1].long().sum(dim=1)
     return FloatTrace(spikes=spikes, counts=counts, prediction=readout(counts))
