@@ -4,6 +4,15 @@ Power-of-two scales keep thresholds and weights on one integer grid without a re
 multiplier in hardware; the leak becomes a shift where beta allows it, a small constant
 multiplier otherwise. State widths come from calibration data, and every rounding the
 quantizer does is measured and reported rather than hidden.
+
+Dense and Conv2d layers are quantized the same way: a convolution's weight is treated as
+``[C_out, C_in/groups·kh·kw]`` rows, one per output channel, so ``--per-channel`` means per
+output channel there. The accumulator width accounts for the largest value an input address
+carries in one timestep (``input_max``): 1 for spikes, ``kh·kw`` after a sum pool (multiplied
+through stacked pools), and ``2**input_bits - 1`` for direct multi-bit input to the first
+layer. With direct input the float network is assumed to take the very same unsigned integers
+as the hardware (a model trained on ``x / 255`` has that ``1/255`` folded into its first
+layer, which the power-of-two scale absorbs).
 """
 
 from __future__ import annotations
@@ -16,13 +25,17 @@ import torch
 
 from . import golden, ir_sim
 from .errors import HwgenError
-from .ir import Dense, Flatten, Leak, Network, QuantDense, QuantNetwork
+from .ir import (Conv2d, Dense, Flatten, Leak, MaxPool2d, Network, QuantConv2d, QuantDense,
+                 QuantNetwork, SumPool2d)
 from .widths import accumulator_bits, signed_bits
 
 WEIGHT_BITS_RANGE = (2, 16)
 MAX_STATE_BITS = 32
 # Calibration before saturation is known: wide enough that nothing clamps.
 _UNCLAMPED_STATE_BITS = 48
+# hwgen.golden computes convolutions in float64, exact while every sum stays below 2**53.
+MAX_ACC_BITS = 48
+INPUT_BITS_RANGE = (1, 16)
 
 
 @dataclass
@@ -32,6 +45,7 @@ class QuantOptions:
     state_bits: int | None = None  # None: derived from calibration
     leak_frac_bits: int = 8  # F of the "mul" leak, used when beta is not 1 - 2^-k
     timesteps: int = 16
+    input_bits: int = 1  # 1: spike input; 2..16: direct unsigned input of that width
 
     def validate(self) -> None:
         lo, hi = WEIGHT_BITS_RANGE
@@ -43,6 +57,11 @@ class QuantOptions:
             raise HwgenError(f"--leak-bits must be between 1 and 16, got {self.leak_frac_bits}")
         if not 1 <= self.timesteps <= 65535:
             raise HwgenError(f"--timesteps must be between 1 and 65535, got {self.timesteps}")
+        lo, hi = INPUT_BITS_RANGE
+        if isinstance(self.input_bits, bool) or not isinstance(self.input_bits, (int, np.integer)) \
+                or not lo <= self.input_bits <= hi:
+            raise HwgenError(f"--input-bits must be an integer between {lo} (spike input) and "
+                             f"{hi} (direct unsigned input), got {self.input_bits!r}")
 
 
 @dataclass
@@ -59,6 +78,7 @@ class LayerQuantReport:
     membrane_range: list[int]  # calibrated [min, max] of the unsaturated sum
     state_bits: int
     acc_bits: int
+    input_max: int = 1  # largest input value per address and timestep (sizes acc_bits)
 
 
 @dataclass
@@ -73,7 +93,16 @@ class QuantReport:
         return asdict(self)
 
 
-def _check_finite(layer: Dense) -> None:
+Synaptic = Dense | Conv2d
+QuantSynaptic = QuantDense | QuantConv2d
+
+
+def _rows(weight: np.ndarray) -> np.ndarray:
+    """One row per output neuron (Dense) or output channel (Conv2d): ``[out, -1]``."""
+    return weight.reshape(weight.shape[0], -1)
+
+
+def _check_finite(layer: Synaptic) -> None:
     for what, values in (("weight", layer.weight), ("bias", layer.bias),
                          ("beta", layer.neurons.beta), ("threshold", layer.neurons.threshold)):
         if not np.all(np.isfinite(values)):
@@ -82,9 +111,12 @@ def _check_finite(layer: Dense) -> None:
 
 
 def scale_exponents(weight: np.ndarray, weight_bits: int, per_channel: bool) -> np.ndarray:
-    """Largest ``e`` per output neuron with ``|round(w·2^e)| <= 2^(bits-1) - 1``."""
+    """Largest ``e`` per output neuron with ``|round(w·2^e)| <= 2^(bits-1) - 1``.
+
+    ``weight`` is ``[out, in]`` or a convolution's ``[C_out, C_in/groups, kh, kw]``.
+    """
     wmax_int = (1 << (weight_bits - 1)) - 1
-    absmax = np.abs(weight.astype(np.float64)).max(axis=1)
+    absmax = np.abs(_rows(weight).astype(np.float64)).max(axis=1)
     if not per_channel:
         absmax = np.full_like(absmax, absmax.max(initial=0.0))
     # An all-zero row has no scale to speak of; 0 keeps thresholds as they are.
@@ -106,19 +138,52 @@ def leak_for(name: str, beta: np.ndarray, frac_bits: int) -> Leak:
     return Leak("mul", mul=int(round(b * (1 << frac_bits))), frac_bits=frac_bits)
 
 
-def _quantize_dense(layer: Dense, opts: QuantOptions) -> QuantDense:
+def _quantize_layer(layer: Synaptic, opts: QuantOptions, input_max: int) -> QuantSynaptic:
     _check_finite(layer)
     exps = scale_exponents(layer.weight, opts.weight_bits, opts.per_channel)
     scale = np.exp2(exps.astype(np.float64))
     wmax_int = (1 << (opts.weight_bits - 1)) - 1
-    weight = np.clip(np.rint(layer.weight * scale[:, None]), -wmax_int - 1, wmax_int).astype(np.int64)
+    wscale = scale.reshape(-1, *([1] * (layer.weight.ndim - 1)))
+    weight = np.clip(np.rint(layer.weight * wscale), -wmax_int - 1, wmax_int).astype(np.int64)
     bias = np.rint(layer.bias * scale).astype(np.int64)
     threshold = np.maximum(np.rint(layer.neurons.threshold * scale), 1).astype(np.int64)
     leak = leak_for(layer.name, layer.neurons.beta, opts.leak_frac_bits)
-    return QuantDense(name=layer.name, weight=weight, bias=bias, threshold=threshold, leak=leak,
-                      reset=layer.neurons.reset, weight_bits=opts.weight_bits,
-                      state_bits=_UNCLAMPED_STATE_BITS,
-                      acc_bits=accumulator_bits(weight, bias, _UNCLAMPED_STATE_BITS), scale_exp=exps)
+    common = dict(name=layer.name, weight=weight, bias=bias, threshold=threshold, leak=leak,
+                  reset=layer.neurons.reset, weight_bits=opts.weight_bits,
+                  state_bits=_UNCLAMPED_STATE_BITS,
+                  acc_bits=accumulator_bits(_rows(weight), bias, _UNCLAMPED_STATE_BITS,
+                                            input_max=input_max),
+                  scale_exp=exps, input_max=input_max)
+    if isinstance(layer, Conv2d):
+        return QuantConv2d(**common, input_shape=layer.input_shape, stride=layer.stride,
+                           padding=layer.padding, groups=layer.groups)
+    return QuantDense(**common)
+
+
+def _quantize_layers(net: Network, opts: QuantOptions) -> list:
+    """Quantize every synaptic layer, propagating the largest value an input can carry."""
+    input_max = (1 << opts.input_bits) - 1
+    carries = "spikes" if opts.input_bits == 1 else f"the {opts.input_bits}-bit direct input"
+    layers = []
+    for layer in net.layers:
+        if isinstance(layer, MaxPool2d):
+            # golden and the hardware max-pool as an OR of 0/1 values; on counts or multi-bit
+            # values that is not a max.
+            if input_max > 1:
+                raise HwgenError(f"layer '{layer.name}': MaxPool2d on {carries} (values up to "
+                                 f"{input_max}); hwgen max-pools 0/1 spikes only (an OR per "
+                                 "window): put the max pool directly after a neuron")
+            layers.append(layer)
+        elif isinstance(layer, SumPool2d):
+            input_max *= layer.kernel[0] * layer.kernel[1]
+            carries = f"the counts of sum pool '{layer.name}'"
+            layers.append(layer)
+        elif isinstance(layer, (Dense, Conv2d)):
+            layers.append(_quantize_layer(layer, opts, input_max))
+            input_max, carries = 1, "spikes"
+        else:
+            layers.append(layer)
+    return layers
 
 
 def _state_bits_from(lo: int, hi: int, threshold: np.ndarray) -> int:
@@ -127,23 +192,54 @@ def _state_bits_from(lo: int, hi: int, threshold: np.ndarray) -> int:
     return min(MAX_STATE_BITS, signed_bits(-bound, bound) + 1)
 
 
-def calibration_inputs(net: Network, timesteps: int, samples: int = 64, seed: int = 0) -> np.ndarray:
-    """Random spike trains at rates from 2% to 50%, used when the user gives no data."""
+def calibration_inputs(net: Network, timesteps: int, samples: int = 64, seed: int = 0,
+                       input_bits: int = 1) -> np.ndarray:
+    """Random inputs used when the user gives no data.
+
+    Spike trains at rates from 2% to 50%; for direct input (``input_bits > 1``) the same
+    fraction of addresses is non-zero, with values uniform over ``1 .. 2**input_bits - 1``.
+    """
     rng = np.random.default_rng(seed)
     rates = np.linspace(0.02, 0.5, samples)[:, None, None]
     shape = (samples, timesteps, net.input_size)
-    return (rng.random(shape) < rates).astype(np.uint8).reshape(samples, timesteps, *net.input_shape)
+    active = rng.random(shape) < rates
+    if input_bits <= 1:
+        x = active.astype(np.uint8)
+    else:
+        values = rng.integers(1, 1 << input_bits, size=shape)
+        x = np.where(active, values, 0).astype(np.uint8 if input_bits <= 8 else np.uint16)
+    return x.reshape(samples, timesteps, *net.input_shape)
+
+
+def _check_calibration(net: Network, x: np.ndarray, input_bits: int) -> None:
+    x = np.asarray(x)
+    if x.ndim < 2 or int(np.prod(x.shape[2:])) != net.input_size:
+        raise HwgenError(f"calibration inputs shaped {list(x.shape)} do not fit the model: "
+                         f"expected [samples, timesteps, {', '.join(map(str, net.input_shape))}]")
+    if x.size == 0:
+        return
+    top = (1 << input_bits) - 1
+    v = x.astype(np.float64)
+    if np.any(v != np.round(v)) or v.min() < 0 or v.max() > top:
+        kind = "0/1 spikes" if input_bits == 1 else f"unsigned integers 0..{top} (--input-bits {input_bits})"
+        raise HwgenError(f"calibration inputs hold values {v.min():g}..{v.max():g}; expected {kind}")
 
 
 def quantize(net: Network, opts: QuantOptions, calibration: np.ndarray | None = None,
              calibration_source: str = "") -> tuple[QuantNetwork, QuantReport]:
     opts.validate()
     if calibration is None:
-        calibration = calibration_inputs(net, opts.timesteps)
-        calibration_source = "random spikes, rates 2%..50%"
-    layers = [_quantize_dense(layer, opts) if isinstance(layer, Dense) else layer
-              for layer in net.layers]
-    qnet = QuantNetwork(net.input_shape, layers, opts.timesteps, source=net.source)
+        calibration = calibration_inputs(net, opts.timesteps, input_bits=opts.input_bits)
+        calibration_source = ("random spikes, rates 2%..50%" if opts.input_bits == 1 else
+                              f"random {opts.input_bits}-bit values, 2%..50% non-zero")
+    _check_calibration(net, calibration, opts.input_bits)
+    layers = _quantize_layers(net, opts)
+    notes = []
+    if opts.input_bits > 1:
+        notes.append(f"direct input: {opts.input_bits}-bit unsigned values, taken as the same "
+                     "numbers by the float model")
+    qnet = QuantNetwork(net.input_shape, layers, opts.timesteps, source=net.source, notes=notes,
+                        input_bits=opts.input_bits)
 
     ranges: list[list[int]] = []
     golden.run(qnet, calibration, membrane_range=ranges)
@@ -154,19 +250,24 @@ def quantize(net: Network, opts: QuantOptions, calibration: np.ndarray | None = 
         if int(qlayer.threshold.max()) >= qlayer.state_max:
             raise HwgenError(f"layer '{qlayer.name}': threshold {int(qlayer.threshold.max())} does not fit "
                              f"{qlayer.state_bits} state bits; raise --state-bits or lower --weight-bits")
-        qlayer.acc_bits = accumulator_bits(qlayer.weight, qlayer.bias, qlayer.state_bits)
+        qlayer.acc_bits = accumulator_bits(_rows(qlayer.weight), qlayer.bias, qlayer.state_bits,
+                                           input_max=qlayer.input_max)
+        if qlayer.acc_bits > MAX_ACC_BITS:
+            raise HwgenError(f"layer '{qlayer.name}': its worst-case sum needs a {qlayer.acc_bits}-bit "
+                             f"accumulator (more than {MAX_ACC_BITS}); lower --weight-bits, "
+                             "--input-bits or --state-bits")
         report.layers.append(_layer_report(floats[qlayer.name], qlayer, [lo, hi]))
     return qnet, report
 
 
-def _layer_report(layer: Dense, q: QuantDense, membrane_range: list[int]) -> LayerQuantReport:
+def _layer_report(layer: Synaptic, q: QuantSynaptic, membrane_range: list[int]) -> LayerQuantReport:
     scale = np.exp2(q.scale_exp.astype(np.float64))
-    exact_w = layer.weight.astype(np.float64) * scale[:, None]
+    exact_w = _rows(layer.weight).astype(np.float64) * scale[:, None]
     exact_t = layer.neurons.threshold * scale
     return LayerQuantReport(
         name=q.name,
         scale_exp=sorted(set(int(e) for e in q.scale_exp)),
-        weight_rmse_lsb=float(np.sqrt(np.mean((q.weight - exact_w) ** 2))),
+        weight_rmse_lsb=float(np.sqrt(np.mean((_rows(q.weight) - exact_w) ** 2))),
         threshold=sorted(set(int(t) for t in q.threshold)),
         threshold_rel_error=float(np.max(np.abs(q.threshold - exact_t) / exact_t)),
         leak={"kind": q.leak.kind, "shift": q.leak.shift, "mul": q.leak.mul, "frac_bits": q.leak.frac_bits},
@@ -176,6 +277,7 @@ def _layer_report(layer: Dense, q: QuantDense, membrane_range: list[int]) -> Lay
         membrane_range=membrane_range,
         state_bits=q.state_bits,
         acc_bits=q.acc_bits,
+        input_max=q.input_max,
     )
 
 
