@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--leak-bits", type=int, default=8,
                      help="fraction bits of the leak multiplier when beta is not 1-2^-k (default 8)")
     gen.add_argument("--timesteps", type=int, default=16, help="timesteps per inference (default 16)")
+    gen.add_argument("--input-bits", type=int, default=1,
+                     help="1: spike input (default); 2..16: direct unsigned input of this width (frames)")
     gen.add_argument("--parallel", type=int, default=4, help="neurons updated per cycle, P (default 4)")
     gen.add_argument("--data", help=".npz with x [samples, T, *input_shape] 0/1 spikes and optional labels y: "
                                     "held-out data for fidelity and `hwgen sim --samples`")
@@ -111,7 +113,7 @@ def _generate(args: argparse.Namespace) -> int:
         calibration=args.calibration, dt=args.dt, reset=args.reset,
         quant=QuantOptions(weight_bits=args.weight_bits, per_channel=args.per_channel,
                            state_bits=args.state_bits, leak_frac_bits=args.leak_bits,
-                           timesteps=args.timesteps))
+                           timesteps=args.timesteps, input_bits=args.input_bits))
     with stages() as progress:
         report = generate(args.model, args.out, opts, progress)
     hw = report["hardware"]

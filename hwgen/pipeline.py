@@ -69,7 +69,7 @@ def load_frontend(model: str, opts: GenerateOptions) -> tuple[Network, list[str]
     return import_torch(module, opts.input_shape, name=model), []
 
 
-def load_data(path: str, net: Network) -> tuple[np.ndarray, np.ndarray | None]:
+def load_data(path: str, net: Network, input_bits: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``x`` (and labels ``y`` if present) from an .npz and check it fits the model."""
     file = Path(path)
     if not file.is_file():
@@ -82,7 +82,7 @@ def load_data(path: str, net: Network) -> tuple[np.ndarray, np.ndarray | None]:
             x, y = archive["x"], (archive["y"] if "y" in archive else None)
     except (ValueError, OSError) as exc:
         raise HwgenError(f"{path}: not a NumPy .npz archive ({exc})") from None
-    check_spikes(x, net.input_shape, path)
+    check_spikes(x, net.input_shape, path, input_bits=input_bits)
     return x, y
 
 
@@ -110,11 +110,11 @@ def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = 
     net, frontend_notes = load_frontend(model, opts)
     x = y = calib = None
     if opts.data:
-        x, y = load_data(opts.data, net)
+        x, y = load_data(opts.data, net, opts.quant.input_bits)
         opts.quant.timesteps = int(x.shape[1])
     calib_source = opts.calibration or opts.data or ""
     if opts.calibration:
-        calib, _ = load_data(opts.calibration, net)
+        calib, _ = load_data(opts.calibration, net, opts.quant.input_bits)
         if x is not None and calib.shape[1] != x.shape[1]:
             raise HwgenError(f"{opts.calibration}: {calib.shape[1]} timesteps, but {opts.data} has {x.shape[1]}")
         opts.quant.timesteps = int(calib.shape[1])
@@ -145,7 +145,7 @@ def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = 
 
 def _activity_inputs(net: Network, qnet: QuantNetwork) -> np.ndarray:
     from .quantize import calibration_inputs
-    return calibration_inputs(net, qnet.timesteps, samples=16, seed=1)
+    return calibration_inputs(net, qnet.timesteps, samples=16, seed=1, input_bits=qnet.input_bits)
 
 
 @dataclass
