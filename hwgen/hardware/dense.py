@@ -26,19 +26,22 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir import Leak, QuantDense
 from ..widths import accumulator_bits, address_bits, signed_bits
-from .tokens import token_signature
+from .tokens import StreamShape, address_layout, is_map, token_signature
 
-__all__ = ["DenseLIFEngine", "SpikeSerializer", "group_layout", "lanes_and_groups", "leak"]
+__all__ = ["DenseLIFEngine", "SpikeSerializer", "fire_lane", "group_layout", "lanes_and_groups",
+           "leak"]
 
 
-def group_layout(n: int, lanes: int) -> data.StructLayout:
+def group_layout(shape: StreamShape, lanes: int) -> data.StructLayout:
     """One fire-pass result: the spikes of the group whose first neuron is ``base``.
 
-    ``tick`` marks the last group of the pass: the serializer sends the tick (with ``last``)
-    after the group's spikes, so the tick needs no queue entry of its own.
+    ``base`` is an address of the output stream over ``shape``: lane ``l`` of the group is
+    address ``base + l`` of a flat stream, or channel ``base.c + l`` at ``(base.y, base.x)``
+    of a map. ``tick`` marks the last group of the pass: the serializer sends the tick (with
+    ``last``) after the group's spikes, so the tick needs no queue entry of its own.
     """
     return data.StructLayout({
-        "base": unsigned(address_bits(n)),
+        "base": address_layout(shape),
         "mask": unsigned(lanes),
         "tick": unsigned(1),
         "last": unsigned(1),
@@ -96,26 +99,74 @@ def lanes_and_groups(n_out: int, parallel: int) -> tuple[int, int]:
     return lanes, -(-n_out // lanes)
 
 
+def fire_lane(m: Module, layer, a: Value, threshold: Value, lane: int) -> tuple[Value, Value]:
+    """Steps 2 to 4 of docs/semantics.md for one lane: ``a`` is ``u + b + Σ W·x``.
+
+    Returns ``(s, u)``: the spike and the state for the next timestep, before the bias is
+    added back. ``layer`` is a ``QuantDense`` or ``QuantConv2d`` (``state_bits``, ``leak``,
+    ``reset``).
+    """
+    v = Signal(signed(layer.state_bits), name=f"v_{lane}")
+    with m.If(a < layer.state_min):
+        m.d.comb += v.eq(layer.state_min)
+    with m.Elif(a > layer.state_max):
+        m.d.comb += v.eq(layer.state_max)
+    with m.Else():
+        m.d.comb += v.eq(a)
+
+    s = v > threshold
+    lv = leak(v, layer.leak)
+    if layer.reset == "subtract":
+        u = lv - Mux(s, threshold, 0)
+    elif layer.reset == "zero":
+        u = Mux(s, 0, lv)
+    elif layer.reset == "none":
+        u = lv
+    else:
+        raise ValueError(f"layer {layer.name!r}: unknown reset mode {layer.reset!r}")
+    return s, u
+
+
+def check_accumulator(layer, weight: np.ndarray, input_max: int) -> None:
+    """Refuse a layer whose ``acc_bits`` could wrap (docs/semantics.md: the sum never wraps).
+
+    ``weight`` is ``[out, fan_in]``; ``input_max`` the largest input value per address.
+    """
+    need = accumulator_bits(weight, layer.bias, layer.state_bits, input_max=input_max)
+    if layer.acc_bits < need:
+        raise ValueError(f"layer {layer.name!r}: acc_bits={layer.acc_bits} cannot hold every "
+                         f"partial sum (inputs up to {input_max} need {need}); the accumulator "
+                         f"would wrap")
+    if (np.asarray(layer.threshold) < 1).any():
+        raise ValueError(f"layer {layer.name!r}: thresholds must be >= 1")
+
+
 class SpikeSerializer(wiring.Component):
     """Sends the spikes of each group mask as tokens, lowest lane first, then its tick if any.
+
+    Over a flat ``shape`` lane ``l`` is address ``base + l``; over a map ``(C, H, W)`` it is
+    channel ``base.c + l`` at the position of ``base``.
 
     One token per cycle with no bubble between entries: a mask of ``k`` spikes costs ``k``
     cycles (``k + 1`` with the tick).
     """
 
-    def __init__(self, n: int, lanes: int):
-        self._n = n
+    def __init__(self, shape: StreamShape, lanes: int):
+        self._shape = shape
         self._lanes = lanes
         super().__init__({
-            "groups": In(stream.Signature(group_layout(n, lanes))),
-            "tokens": Out(token_signature(n)),
+            "groups": In(stream.Signature(group_layout(shape, lanes))),
+            "tokens": Out(token_signature(shape)),
         })
 
     def elaborate(self, platform) -> Module:
         m = Module()
 
         mask = Signal(self._lanes)
-        base = Signal(address_bits(self._n))
+        base = Signal(address_layout(self._shape))
+        # The channel is the most significant field of a map address: adding the lane there
+        # is adding it shifted past the position fields.
+        shift = address_layout(self._shape)["c"].offset if is_map(self._shape) else 0
         tick = Signal()
         last = Signal()
 
@@ -129,7 +180,7 @@ class SpikeSerializer(wiring.Component):
         tokens = self.tokens
         m.d.comb += [
             tokens.valid.eq(spiking | tick),
-            tokens.payload.addr.eq(Mux(spiking, base + lowest, 0)),
+            tokens.payload.addr.eq(Mux(spiking, Value.cast(base) + (lowest << shift), 0)),
             tokens.payload.tick.eq(~spiking),
             tokens.payload.last.eq(~spiking & last),
         ]
@@ -161,7 +212,13 @@ class DenseLIFEngine(wiring.Component):
     spikes_in : ``In(token_signature(layer.in_features))``
     spikes_out : ``Out(token_signature(layer.out_features))``
 
-    Input addresses must be below ``layer.in_features``.
+    Input addresses must be below ``layer.in_features``. An address may repeat within a
+    timestep (after a sum pool): each occurrence adds its weights once more.
+
+    Direct input (``input_bits > 1``, first layer only): ``spikes_in`` tokens carry a
+    ``value`` (``input_bits`` wide, unsigned, non-zero) and the engine adds ``W·value``,
+    with ``P`` multipliers of ``multiplier_bits = (weight_bits, input_bits)`` (signed by
+    unsigned); ``multiplier_bits`` is ``None`` for spikes.
 
     Timing (``G = groups``, measured by tests/test_hardware.py): an input spike occupies the
     input for ``G`` cycles and a tick for ``G`` cycles, back to back without bubbles, so a
@@ -178,16 +235,23 @@ class DenseLIFEngine(wiring.Component):
     #: buffered FIFO and the serializer register.
     pipeline_latency = 5
 
-    def __init__(self, layer: QuantDense, parallel: int):
-        if layer.acc_bits < accumulator_bits(layer.weight, layer.bias, layer.state_bits):
-            raise ValueError(f"layer {layer.name!r}: acc_bits={layer.acc_bits} cannot hold every "
-                             f"partial sum; the accumulator would wrap")
-        if (np.asarray(layer.threshold) < 1).any():
-            raise ValueError(f"layer {layer.name!r}: thresholds must be >= 1")
+    def __init__(self, layer: QuantDense, parallel: int, input_bits: int = 1,
+                 input_max: int | None = None):
+        """``input_max``: the largest value an input address carries per timestep (default:
+        the larger of ``layer.input_max`` and ``2**input_bits - 1``); it sizes the check that
+        ``acc_bits`` cannot wrap."""
+        if input_bits < 1:
+            raise ValueError(f"input_bits must be at least 1, not {input_bits}")
+        if input_max is None:
+            input_max = max(getattr(layer, "input_max", 1), (1 << input_bits) - 1)
+        check_accumulator(layer, layer.weight, input_max)
         self.layer = layer
+        self.input_bits = input_bits
+        self.multiplier_bits = (layer.weight_bits, input_bits) if input_bits > 1 else None
         self.lanes, self.groups = lanes_and_groups(layer.out_features, parallel)
         super().__init__({
-            "spikes_in": In(token_signature(layer.in_features)),
+            "spikes_in": In(token_signature(layer.in_features,
+                                            input_bits if input_bits > 1 else 0)),
             "spikes_out": Out(token_signature(layer.out_features)),
         })
 
@@ -225,6 +289,7 @@ class DenseLIFEngine(wiring.Component):
         fire = Signal(init=1)
         last = Signal(init=1)
         emit = Signal()
+        value = Signal(self.input_bits)  # the token's input value (1 for spikes)
         group = Signal(range(G))
         base = Signal(range(n_out))
         w_addr = Signal(range(n_in * G))
@@ -259,6 +324,8 @@ class DenseLIFEngine(wiring.Component):
                 emit.eq(token.tick),
                 w_addr.eq(token.addr * G),
             ]
+            if self.input_bits > 1:
+                m.d.sync += value.eq(token.value)
 
         # ---- stage 1: the memory words of one group are here; compute and write back
 
@@ -269,8 +336,10 @@ class DenseLIFEngine(wiring.Component):
         s1_end = Signal()
         s1_group = Signal(range(G))
         s1_base = Signal(range(n_out))
+        s1_value = Signal(self.input_bits)
         with m.If(~stall):
             m.d.sync += [
+                s1_value.eq(value),
                 s1_valid.eq(busy),
                 s1_fire.eq(fire),
                 s1_last.eq(last),
@@ -285,31 +354,15 @@ class DenseLIFEngine(wiring.Component):
         spikes = Signal(P)
         for lane in range(P):
             a = v_rd.data[lane]  # u + b + the weights added since the last tick
-            v = Signal(signed(layer.state_bits), name=f"v_{lane}")
-            with m.If(a < layer.state_min):
-                m.d.comb += v.eq(layer.state_min)
-            with m.Elif(a > layer.state_max):
-                m.d.comb += v.eq(layer.state_max)
-            with m.Else():
-                m.d.comb += v.eq(a)
-
-            s = v > threshold[lane]
+            s, u = fire_lane(m, layer, a, threshold[lane], lane)
             if lane >= full_lanes:
                 s = s & ~s1_end
             m.d.comb += spikes[lane].eq(s)
 
-            lv = leak(v, layer.leak)
-            if layer.reset == "subtract":
-                u = lv - Mux(s, threshold[lane], 0)
-            elif layer.reset == "zero":
-                u = Mux(s, 0, lv)
-            elif layer.reset == "none":
-                u = lv
-            else:
-                raise ValueError(f"layer {layer.name!r}: unknown reset mode {layer.reset!r}")
-
+            # Spikes add the weight; direct input adds weight * value (signed x unsigned).
+            w = w_rd.data[lane] if self.input_bits == 1 else w_rd.data[lane] * s1_value
             with m.If(~s1_fire):
-                m.d.comb += v_wr.data[lane].eq(a + w_rd.data[lane])
+                m.d.comb += v_wr.data[lane].eq(a + w)
             with m.Elif(s1_last):  # the next inference starts from u = 0
                 m.d.comb += v_wr.data[lane].eq(bias_of[lane])
             with m.Else():
