@@ -50,3 +50,128 @@ def random_spikes(shape: tuple[int, ...], rate: float, seed: int = 0) -> np.ndar
     """Bernoulli spikes of the given rate, as uint8 (``shape = [samples, T, *input]``)."""
     rng = np.random.default_rng(seed)
     return (rng.random(shape) < rate).astype(np.uint8)
+
+
+def random_conv_network(
+    input_shape: tuple[int, int, int],
+    layers: list[dict],
+    *,
+    seed: int = 0,
+    weight_bits: int = 5,
+    state_bits: int = 10,
+    timesteps: int = 4,
+    reset: ResetMode = "subtract",
+    leak: Leak = Leak("shift", shift=3),
+    input_bits: int = 1,
+    rate: float = 0.3,
+    with_bias: bool = True,
+) -> QuantNetwork:
+    """A chain of conv / pool / flatten / dense layers with random integers, for tests.
+
+    ``layers`` are dicts with a ``"type"``:
+
+    * ``"conv"``: ``out`` channels, ``kernel``, ``stride`` (1), ``padding`` (0), ``groups`` (1);
+    * ``"sum_pool"`` / ``"max_pool"``: ``kernel``, ``stride`` (= kernel), ``padding`` (0);
+    * ``"flatten"``;
+    * ``"dense"``: ``out`` neurons.
+
+    Thresholds are per output channel (neuron), calibrated layer by layer on random inputs at
+    spike ``rate`` (direct input: that share of non-zero values, uniform over
+    ``1 .. 2**input_bits - 1``) so that every layer both fires and stays silent a fair share
+    of the time. ``acc_bits`` is sized for each layer's largest input value (``input_max``:
+    ``k*k`` per sum pool, ``2**input_bits - 1`` for direct input).
+    """
+    from .ir import Flatten, MaxPool2d, QuantConv2d, SumPool2d
+
+    rng = np.random.default_rng(seed)
+    wmax = (1 << (weight_bits - 1)) - 1
+    shape: tuple[int, ...] = tuple(int(d) for d in input_shape)
+    input_max = (1 << input_bits) - 1
+    out: list = []
+    for n, spec in enumerate(layers):
+        kind = spec["type"]
+        if kind in ("sum_pool", "max_pool"):
+            k = spec["kernel"]
+            cls = MaxPool2d if kind == "max_pool" else SumPool2d
+            pool = cls(f"pool{n}", shape, (k, k), (spec.get("stride", k),) * 2,
+                       (spec.get("padding", 0),) * 2)
+            out.append(pool)
+            shape = pool.output_shape
+            input_max = 1 if kind == "max_pool" else input_max * k * k
+            continue
+        if kind == "flatten":
+            out.append(Flatten(f"flat{n}", input_shape=shape))
+            shape = (int(np.prod(shape)),)
+            continue
+        c_out = spec["out"]
+        if kind == "conv":
+            k = spec["kernel"]
+            wshape = (c_out, shape[0] // spec.get("groups", 1), k, k)
+        else:
+            wshape = (c_out, int(np.prod(shape)))
+        weight = rng.integers(-wmax - 1, wmax + 1, size=wshape).astype(np.int64)
+        weight += rng.integers(0, max(1, wmax // 2) + 1, size=weight.shape)
+        weight = np.clip(weight, -wmax - 1, wmax)
+        bias = (rng.integers(-wmax // 2, wmax // 2 + 1, size=c_out) if with_bias
+                else np.zeros(c_out)).astype(np.int64)
+        flat = weight.reshape(c_out, -1)
+        common = dict(weight=weight, bias=bias, threshold=np.ones(c_out, dtype=np.int64),
+                      leak=leak, reset=reset, weight_bits=weight_bits, state_bits=state_bits,
+                      acc_bits=accumulator_bits(flat, bias, state_bits, input_max=input_max),
+                      scale_exp=np.zeros(c_out, dtype=np.int64), input_max=input_max)
+        if kind == "conv":
+            s, p = spec.get("stride", 1), spec.get("padding", 0)
+            layer = QuantConv2d(name=f"conv{n}", input_shape=shape, stride=(s, s), padding=(p, p),
+                                groups=spec.get("groups", 1), **common)
+            shape = layer.output_shape
+        elif kind == "dense":
+            layer = QuantDense(name=f"fc{n}", **common)
+            shape = (c_out,)
+        else:
+            raise ValueError(f"unknown layer type {kind!r}")
+        out.append(layer)
+        input_max = 1
+    net = QuantNetwork(tuple(int(d) for d in input_shape), out, timesteps,
+                       source=f"random_conv(seed={seed})", input_bits=input_bits)
+    _calibrate_thresholds(net, rate, rng)
+    return net
+
+
+def _calibrate_thresholds(net: QuantNetwork, rate: float, rng: np.random.Generator) -> None:
+    """Sets each spiking layer's per-channel thresholds, first layer first, near the upper
+    quartile of what one timestep adds to the channel's membranes (bias included), on a few
+    random inputs: a membrane then crosses it every timestep or two."""
+    import torch
+
+    from . import golden
+    from .ir import Flatten, QuantConv2d, SumPool2d
+
+    shape = (6, net.timesteps, *net.input_shape)
+    x_all = (rng.random(shape) < rate).astype(np.int64)
+    if net.input_bits > 1:
+        x_all *= rng.integers(1, 1 << net.input_bits, size=shape)
+    x_all = torch.from_numpy(x_all)
+    spiking = [layer for layer in net.layers if isinstance(layer, (QuantDense, QuantConv2d))]
+    for target in spiking:
+        currents = []
+        states: dict = {}
+        for t in range(net.timesteps):
+            x = x_all[:, t]
+            for layer in net.layers:
+                if isinstance(layer, Flatten):
+                    x = x.reshape(x.shape[0], -1)
+                elif isinstance(layer, SumPool2d):
+                    x = golden.pool(layer, x)
+                else:
+                    if isinstance(layer, QuantDense):
+                        x = x.reshape(x.shape[0], -1)
+                    current = golden.synaptic_input(layer, x)
+                    if layer is target:
+                        currents.append(current)
+                        break
+                    s, states[id(layer)], _ = golden.fire(layer, states.get(id(layer), 0), current)
+                    x = s.long()
+        c = torch.stack(currents).transpose(0, 2).reshape(len(target.bias), -1).double()
+        drive = c.quantile(0.75, dim=1).numpy() + target.bias
+        cap = (1 << (target.state_bits - 1)) - 2
+        target.threshold = np.clip(drive.round().astype(np.int64), 1, cap)

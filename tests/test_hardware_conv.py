@@ -1,0 +1,715 @@
+"""Convolution, pooling, flatten and direct input in hardware, against the golden model.
+
+Like tests/test_hardware.py: every test drives tokens into the design in Amaranth's simulator,
+decodes every tap back into ``[samples, timesteps, neurons]`` (C-order) spike arrays and
+compares them, and the readout, with ``hwgen.golden.run``. Maps are small (2-4 channels,
+5x5 to 8x8) because the Python simulator is slow; the sweeps are after the corner cases:
+taps off the stride grid or outside the map, padding, groups, lanes past the channel count,
+repeated events after a sum pool, windows shared by overlapping pools.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import ClockDomain, Elaboratable, Fragment, Module
+from amaranth.sim import Simulator
+
+from hwgen import golden
+from hwgen.hardware import ConvLIFEngine, FlattenRemap, MaxPoolDedup, NetworkTop, SumPoolRemap, \
+    build_top, conv_tap_counts, network_activity, pack_token, token_layout, unpack_token
+from hwgen.hardware.tokens import is_map, shape_size
+from hwgen.ir import Leak, MaxPool2d, QuantConv2d, QuantNetwork, SumPool2d
+from hwgen.testing import random_conv_network, random_spikes
+
+
+# ----------------------------------------------------------------------------- harness
+
+def described(component):
+    """A component built only to read its attributes: no "created but never used" warning."""
+    component._MustUse__silence = True
+    return component
+
+
+def input_tokens(sample: np.ndarray, shape, value_bits: int, rng: np.random.Generator
+                 ) -> list[int]:
+    """The token sequence of one inference ``[T, *input_shape]``: each timestep's non-zero
+    inputs in a random order (the contract allows any), carrying their value on a direct-input
+    stream, then its tick."""
+    timesteps = sample.shape[0]
+    flat = sample.reshape(timesteps, -1)
+    tokens = []
+    for t in range(timesteps):
+        addrs = np.flatnonzero(flat[t])
+        rng.shuffle(addrs)
+        tokens += [pack_token(shape, addr=int(a), value=int(flat[t, a]) if value_bits else 0,
+                              value_bits=value_bits) for a in addrs]
+        tokens.append(pack_token(shape, tick=True, last=t == timesteps - 1,
+                                 value_bits=value_bits))
+    return tokens
+
+
+def emit_order(shape, addr: int) -> tuple:
+    """The order an engine documents for its spikes: ascending address (dense), raster of
+    positions then ascending channel (convolution)."""
+    if not is_map(shape):
+        return (addr,)
+    _, h, w = shape
+    c, rest = divmod(addr, h * w)
+    return divmod(rest, w) + (c,)
+
+
+class StreamDecoder:
+    """Rebuilds ``[samples, T, N]`` spikes (C-order) from one token stream's transfers and
+    checks the stream rules: addresses inside the map, no duplicates, the engine's documented
+    order within a timestep, ``last`` on the tick of timestep ``T - 1`` only."""
+
+    def __init__(self, shape, samples: int, timesteps: int, name: str):
+        self.shape, self.timesteps, self.name = shape, timesteps, name
+        self.n = shape_size(shape)
+        self.spikes = np.zeros((samples, timesteps, self.n), dtype=np.uint8)
+        self.sample = self.t = 0
+        self.previous = None
+        self.tick_edges: list[int] = []
+
+    def transfer(self, payload: int, edge: int = 0) -> None:
+        addr, tick, last = unpack_token(self.shape, payload)
+        where = f"{self.name}: sample {self.sample} timestep {self.t}"
+        assert self.sample < self.spikes.shape[0], f"{self.name}: token after the last inference"
+        if tick:
+            assert last == (self.t == self.timesteps - 1), f"{where}: last={last} on the tick"
+            self.previous = None
+            self.tick_edges.append(edge)
+            self.t += 1
+            if last:
+                self.sample, self.t = self.sample + 1, 0
+        else:
+            assert addr < self.n, f"{where}: address {addr} out of range"
+            order = emit_order(self.shape, addr)
+            assert self.previous is None or order > self.previous, \
+                f"{where}: spike {addr} out of order (or repeated)"
+            assert self.t < self.timesteps, f"{where}: spike after the last timestep"
+            self.previous = order
+            self.spikes[self.sample, self.t, addr] = 1
+
+    @property
+    def complete(self) -> bool:
+        return self.sample == self.spikes.shape[0]
+
+
+def simulate_top(top: NetworkTop, inputs: np.ndarray, *, gap: float = 0.0, seed: int = 0,
+                 settle: int | None = None, max_cycles: int = 400_000) -> dict:
+    """Runs every sample of ``inputs`` ``[B, T, *input_shape]`` back to back through ``top``;
+    ``gap`` is the probability of an idle cycle before the driver offers a token. With
+    ``settle``, each sample is instead sent ``settle`` idle cycles after the previous one's
+    ``done`` (and after reset): an inference on an idle accelerator, as ``estimate_cycles``
+    models it."""
+    qnet = top.qnet
+    samples, timesteps = inputs.shape[:2]
+    rng = np.random.default_rng(seed)
+    per_sample = [input_tokens(sample, top.input_shape, top.input_value_bits, rng)
+                  for sample in inputs]
+    tokens = [tok for sample in per_sample for tok in sample]
+    # The token index that opens each sample, and the cycle from which it may be offered.
+    opens = np.cumsum([0] + [len(sample) for sample in per_sample])[:-1].tolist()
+    release = {0: settle or 0}
+    engines = [u for u in top.units if u.spiking is not None]
+    taps = [getattr(top, f"tap_{k}") for k in range(len(engines))]
+    decoders = [StreamDecoder(u.out_shape, samples, timesteps, f"tap_{k}")
+                for k, u in enumerate(engines)]
+    n_out = shape_size(top.output_shape)
+    c_bits = top.count_bits
+    result = {"counts": [], "prediction": [], "cycles": [], "tick_edges": [], "start_edges": []}
+    a_bits = token_layout(top.input_shape).size - 2
+
+    async def testbench(ctx):
+        sent, opening, offer, drain = 0, True, False, None
+        for cycle in range(max_cycles):
+            held = settle is not None and sent in opens and release.get(sent, max_cycles) > cycle
+            offer = offer or (sent < len(tokens) and not held and rng.random() >= gap)
+            ctx.set(top.spikes_in.valid, offer)
+            ctx.set(top.spikes_in.payload.as_value(), tokens[sent] if offer else 0)
+            _, _, ready, done, prediction, counts, cycles, *observed = await ctx.tick().sample(
+                top.spikes_in.ready, top.done, top.prediction, top.counts.as_value(), top.cycles,
+                *(s for tap in taps for s in (tap.valid, tap.ready, tap.payload.as_value())))
+            if offer and ready:
+                if opening:
+                    result["start_edges"].append(cycle)
+                tick, last = (tokens[sent] >> a_bits) & 1, (tokens[sent] >> (a_bits + 1)) & 1
+                if tick:
+                    result["tick_edges"].append(cycle)
+                opening = bool(tick and last)
+                sent += 1
+                offer = False
+            for k, decoder in enumerate(decoders):
+                valid, tap_ready, payload = observed[3 * k: 3 * k + 3]
+                if valid and tap_ready:
+                    decoder.transfer(payload, cycle)
+            if done:
+                result["prediction"].append(prediction)
+                result["counts"].append([(counts >> (k * c_bits)) & ((1 << c_bits) - 1)
+                                         for k in range(n_out)])
+                result["cycles"].append(cycles)
+                if settle is not None and len(result["prediction"]) < samples:
+                    release[opens[len(result["prediction"])]] = cycle + settle
+                if len(result["prediction"]) == samples:
+                    drain = cycle + 8  # a stray extra token would show
+            if cycle == drain:
+                return
+        raise AssertionError(f"no result after {max_cycles} cycles")
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert all(d.complete for d in decoders), "a layer did not finish every inference"
+    result["spikes"] = [d.spikes for d in decoders]
+    result["tap_ticks"] = [d.tick_edges for d in decoders]
+    return result
+
+
+def check_against_golden(qnet: QuantNetwork, parallel: int, inputs: np.ndarray, **kw) -> dict:
+    top = build_top(qnet, parallel)
+    got = simulate_top(top, inputs, **kw)
+    want = golden.run(qnet, inputs)
+    for k, (g, w) in enumerate(zip(got["spikes"], want.spikes)):
+        mismatch = np.argwhere(g != w.numpy())
+        assert len(mismatch) == 0, \
+            f"layer {k}: {len(mismatch)} spikes differ, first at [sample, t, neuron] = {mismatch[0]}"
+    assert got["counts"] == want.counts.tolist()
+    assert got["prediction"] == want.prediction.tolist()
+    got["top"] = top
+    return got
+
+
+def activity(qnet: QuantNetwork, inputs: np.ndarray) -> list[float]:
+    """How much each layer fires: a test whose layers never (or always) fire proves little."""
+    return [float(s.float().mean()) for s in golden.run(qnet, inputs).spikes]
+
+
+def assert_lively(qnet: QuantNetwork, inputs: np.ndarray, lo: float = 0.02, hi: float = 0.98):
+    rates = activity(qnet, inputs)
+    assert all(lo < r < hi for r in rates), rates
+
+
+def spikes_in(qnet: QuantNetwork, samples: int, rate: float, seed: int) -> np.ndarray:
+    shape = (samples, qnet.timesteps, *qnet.input_shape)
+    if qnet.input_bits == 1:
+        return random_spikes(shape, rate, seed=seed)
+    rng = np.random.default_rng(seed)
+    values = rng.integers(1, 1 << qnet.input_bits, size=shape)
+    return np.where(rng.random(shape) < rate, values, 0).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- tokens
+
+def test_map_token_layout_matches_contract():
+    # (C, H, W) = (3, 5, 6): x 3 bits, y 3 bits, c 2 bits; tick at 8, last at 9, value from 10.
+    layout = token_layout((3, 5, 6), value_bits=4)
+    assert [(name, f.offset, f.width) for name, f in layout] == \
+        [("addr", 0, 8), ("tick", 8, 1), ("last", 9, 1), ("value", 10, 4)]
+    assert [(name, f.offset, f.width) for name, f in layout["addr"].shape] == \
+        [("x", 0, 3), ("y", 3, 3), ("c", 6, 2)]
+    index = 2 * 30 + 4 * 6 + 5  # c = 2, y = 4, x = 5
+    assert pack_token((3, 5, 6), addr=index) == (2 << 6) | (4 << 3) | 5
+    assert pack_token((3, 5, 6), addr=index, value=9, value_bits=4) == \
+        (9 << 10) | (2 << 6) | (4 << 3) | 5
+    assert unpack_token((3, 5, 6), pack_token((3, 5, 6), addr=index)) == (index, False, False)
+    assert unpack_token((3, 5, 6), pack_token((3, 5, 6), tick=True, last=True)) == (0, True, True)
+    assert unpack_token((3, 5, 6), 7)[0] >= 90  # x = 7 is off the map: out of range
+    # Powers of two: the packed address is the C-order index.
+    assert all(pack_token((2, 4, 8), addr=a) == a for a in range(64))
+    with pytest.raises(ValueError):
+        pack_token((3, 5, 6), addr=90)
+
+
+# ----------------------------------------------------------------------------- conv sweeps
+
+SWEEP = [(k, s, p) for k in (1, 3, 5) for s in (1, 2) for p in (0, 1, 2)
+         if p < k or (k, p) == (1, 1)]  # padding beyond the kernel only adds silent borders
+
+
+@pytest.mark.parametrize("kernel,stride,padding", SWEEP,
+                         ids=[f"k{k}s{s}p{p}" for k, s, p in SWEEP])
+def test_conv_kernel_stride_padding(kernel, stride, padding):
+    """One conv layer into a dense readout layer; 2 -> 3 channels with P = 2 (the second
+    channel group has a dead lane), a 7 x 6 map so that rows and columns differ."""
+    seed = 100 * kernel + 10 * stride + padding
+    qnet = random_conv_network((2, 7, 6), [
+        {"type": "conv", "out": 3, "kernel": kernel, "stride": stride, "padding": padding},
+        {"type": "flatten"}, {"type": "dense", "out": 4}], seed=seed, timesteps=3)
+    inputs = spikes_in(qnet, 2, 0.3, seed)
+    assert activity(qnet, inputs)[0] > 0.02
+    got = check_against_golden(qnet, 2, inputs)
+    assert got["top"].lanes[0] == 2 and got["top"].groups[0] == 2
+
+
+@pytest.mark.parametrize("c_in,c_out,groups,parallel", [
+    (3, 3, 3, 2),  # depthwise: one channel per input channel, P capped at 1
+    (4, 6, 2, 2),  # two groups of 2 -> 3 channels: a dead lane in each group's last word
+    (4, 4, 2, 4),  # two groups, P capped at C_out / groups = 2
+    (2, 5, 1, 3),  # channels not divisible by P
+], ids=["depthwise", "groups2-dead-lanes", "groups2-capped", "c5-p3"])
+def test_conv_groups(c_in, c_out, groups, parallel):
+    qnet = random_conv_network((c_in, 6, 6), [
+        {"type": "conv", "out": c_out, "kernel": 3, "stride": 1, "padding": 1, "groups": groups},
+        {"type": "conv", "out": 2, "kernel": 3, "stride": 2, "padding": 1}],
+        seed=c_in * 10 + c_out, timesteps=3)
+    inputs = spikes_in(qnet, 2, 0.3, seed=groups)
+    assert_lively(qnet, inputs)
+    got = check_against_golden(qnet, parallel, inputs)
+    assert got["top"].lanes[0] == min(parallel, c_out // groups)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+def test_conv_reset_modes(reset):
+    qnet = random_conv_network((2, 6, 5), [
+        {"type": "conv", "out": 4, "kernel": 3, "stride": 1, "padding": 1},
+        {"type": "conv", "out": 3, "kernel": 3, "stride": 2, "padding": 0}],
+        seed=7, timesteps=4, reset=reset, leak=Leak("shift", shift=2))
+    inputs = spikes_in(qnet, 2, 0.3, seed=8)
+    assert_lively(qnet, inputs)
+    check_against_golden(qnet, 3, inputs)
+
+
+def test_conv_leak_mul_and_negative_membranes():
+    # Negative biases make negative membranes common, where a floor shift differs.
+    qnet = random_conv_network((2, 5, 5), [
+        {"type": "conv", "out": 3, "kernel": 3, "stride": 1, "padding": 1}],
+        seed=9, timesteps=4, leak=Leak("mul", mul=45, frac_bits=6))
+    layer = qnet.layers[0]
+    layer.bias = layer.bias - 6
+    from hwgen.widths import accumulator_bits
+    layer.acc_bits = accumulator_bits(layer.weight.reshape(3, -1), layer.bias, layer.state_bits)
+    inputs = spikes_in(qnet, 2, 0.35, seed=10)
+    assert_lively(qnet, inputs)
+    check_against_golden(qnet, 2, inputs)
+
+
+def test_conv_saturation_rails():
+    """A 6-bit state under 5-bit weights and a dense input: the membranes hit the rails."""
+    qnet = random_conv_network((3, 5, 5), [
+        {"type": "conv", "out": 2, "kernel": 3, "stride": 1, "padding": 1}],
+        seed=11, timesteps=4, state_bits=6, leak=Leak("none"))
+    inputs = spikes_in(qnet, 2, 0.7, seed=12)
+    wide = random_conv_network((3, 5, 5), [
+        {"type": "conv", "out": 2, "kernel": 3, "stride": 1, "padding": 1}],
+        seed=11, timesteps=4, state_bits=14, leak=Leak("none"))
+    wide.layers[0].threshold = qnet.layers[0].threshold
+    assert not np.array_equal(golden.run(wide, inputs).spikes[0], golden.run(qnet, inputs).spikes[0])
+    check_against_golden(qnet, 2, inputs)
+
+
+# ----------------------------------------------------------------------------- pools, flatten
+
+def test_sum_pool_between_convs():
+    """2 x 2 stride 2 on a 7 x 7 map (the last row and column are in no window): counts up to
+    4 arrive as repeated events at the next conv, each adding once."""
+    qnet = random_conv_network((2, 7, 7), [
+        {"type": "conv", "out": 3, "kernel": 3, "stride": 1, "padding": 1},
+        {"type": "sum_pool", "kernel": 2},
+        {"type": "conv", "out": 2, "kernel": 3, "stride": 1, "padding": 1}],
+        seed=20, timesteps=4)
+    assert qnet.layers[2].input_max == 4
+    inputs = spikes_in(qnet, 2, 0.3, seed=21)
+    assert_lively(qnet, inputs)
+    trace = golden.run(qnet, inputs)
+    pooled = golden.pool(qnet.layers[1], trace.spikes[0][:, 0].long().reshape(2, 3, 7, 7))
+    assert pooled.max() > 1, "no window with a count above 1: repeated events not exercised"
+    check_against_golden(qnet, 2, inputs)
+
+
+def test_overlapping_sum_pool_into_dense():
+    """3 x 3 stride 2 padding 1: a spike lies in up to 4 windows, which become 4 events."""
+    qnet = random_conv_network((2, 6, 6), [
+        {"type": "conv", "out": 2, "kernel": 3, "stride": 1, "padding": 1},
+        {"type": "sum_pool", "kernel": 3, "stride": 2, "padding": 1},
+        {"type": "flatten"}, {"type": "dense", "out": 5}],
+        seed=22, timesteps=3)
+    assert described(SumPoolRemap(qnet.layers[1])).max_windows == 4
+    inputs = spikes_in(qnet, 2, 0.3, seed=23)
+    assert_lively(qnet, inputs)
+    check_against_golden(qnet, 3, inputs)
+
+
+def test_max_pool_flatten_dense():
+    """conv -> 2 x 2 stride 2 max pool -> flatten -> dense: the classic SCNN head."""
+    qnet = random_conv_network((2, 8, 8), [
+        {"type": "conv", "out": 4, "kernel": 3, "stride": 1, "padding": 1},
+        {"type": "max_pool", "kernel": 2},
+        {"type": "flatten"}, {"type": "dense", "out": 5}],
+        seed=30, timesteps=4)
+    inputs = spikes_in(qnet, 2, 0.3, seed=31)
+    assert_lively(qnet, inputs)
+    trace = golden.run(qnet, inputs)
+    assert (trace.spikes[0].reshape(2, 4, 4, 4, 2, 4, 2).sum(dim=(4, 6)) > 1).any(), \
+        "no window with two spikes: the dedup is not exercised"
+    check_against_golden(qnet, 3, inputs, gap=0.3, seed=32)
+
+
+def test_overlapping_max_pool_into_conv():
+    """3 x 3 stride 2 padding 1 max pool on a 7 x 7 map, into a conv layer."""
+    qnet = random_conv_network((2, 7, 7), [
+        {"type": "conv", "out": 3, "kernel": 3, "stride": 1, "padding": 1},
+        {"type": "max_pool", "kernel": 3, "stride": 2, "padding": 1},
+        {"type": "conv", "out": 2, "kernel": 3, "stride": 1, "padding": 1}],
+        seed=33, timesteps=3)
+    inputs = spikes_in(qnet, 2, 0.3, seed=34)
+    assert_lively(qnet, inputs)
+    check_against_golden(qnet, 2, inputs)
+
+
+def test_conv_as_last_layer_readout_counts_c_order():
+    """The readout of a conv layer counts per flattened C-order index (5 x 5: not powers of
+    two, so the flatten before the readout is a real remap)."""
+    qnet = random_conv_network((2, 5, 5), [
+        {"type": "conv", "out": 3, "kernel": 3, "stride": 1, "padding": 1},
+        {"type": "conv", "out": 2, "kernel": 3, "stride": 2, "padding": 1}],
+        seed=40, timesteps=4)
+    inputs = spikes_in(qnet, 3, 0.35, seed=41)
+    assert_lively(qnet, inputs)
+    got = check_against_golden(qnet, 2, inputs)
+    assert len(got["counts"][0]) == 2 * 3 * 3
+
+
+def test_flatten_of_the_input_into_dense():
+    """A 3-D input travels as a map: the Flatten in front of a dense layer is a remap."""
+    qnet = random_conv_network((2, 3, 5), [{"type": "flatten"}, {"type": "dense", "out": 6},
+                                           {"type": "dense", "out": 3}], seed=42, timesteps=3)
+    top = described(build_top(qnet, 2))
+    assert [u.kind for u in top.units] == ["flatten", "dense", "dense"]
+    inputs = spikes_in(qnet, 2, 0.4, seed=43)
+    check_against_golden(qnet, 2, inputs)
+
+
+# ----------------------------------------------------------------------------- direct input
+
+@pytest.mark.parametrize("input_bits", [2, 4])
+def test_direct_input_first_conv(input_bits):
+    qnet = random_conv_network((2, 6, 6), [
+        {"type": "conv", "out": 3, "kernel": 3, "stride": 2, "padding": 1},
+        {"type": "flatten"}, {"type": "dense", "out": 4}],
+        seed=50 + input_bits, timesteps=3, input_bits=input_bits)
+    inputs = spikes_in(qnet, 2, 0.4, seed=51)
+    assert inputs.max() > 1
+    assert_lively(qnet, inputs)
+    got = check_against_golden(qnet, 2, inputs)
+    top = got["top"]
+    assert top.input_value_bits == input_bits
+    assert described(ConvLIFEngine(qnet.layers[0], 2, input_bits=input_bits)).multiplier_bits == \
+        (qnet.layers[0].weight_bits, input_bits)
+
+
+def test_direct_input_first_dense():
+    qnet = random_conv_network((1, 4, 4), [{"type": "flatten"}, {"type": "dense", "out": 5},
+                                           {"type": "dense", "out": 3}],
+                               seed=52, timesteps=3, input_bits=3)
+    inputs = spikes_in(qnet, 2, 0.5, seed=53)
+    assert_lively(qnet, inputs)
+    check_against_golden(qnet, 2, inputs, gap=0.3)
+
+
+def test_refusals_name_the_layer():
+    qnet = random_conv_network((2, 6, 6), [
+        {"type": "max_pool", "kernel": 2},
+        {"type": "conv", "out": 2, "kernel": 3}], seed=1, input_bits=4)
+    with pytest.raises(ValueError, match="pool0.*direct 4-bit input"):
+        build_top(qnet, 2)
+    qnet = random_conv_network((2, 6, 6), [{"type": "conv", "out": 2, "kernel": 3}], seed=1)
+    qnet.layers[0].acc_bits -= 2
+    with pytest.raises(ValueError, match="conv0.*acc_bits"):
+        build_top(qnet, 2)
+    qnet = random_conv_network((2, 6, 6), [{"type": "conv", "out": 2, "kernel": 3}], seed=1)
+    qnet.input_shape = (2, 6, 7)
+    with pytest.raises(ValueError, match="conv0"):
+        build_top(qnet, 2)
+
+
+# ----------------------------------------------------------------------------- one engine
+
+def drive_engine(engine, in_shape, out_shape, tokens, samples, timesteps, *, out_stall=0.0,
+                 in_gap=0.0, seed=0, max_cycles=100_000):
+    """Drives ``tokens`` into one component and decodes its output; ``out_stall`` is the
+    probability that a stretch of ``ready`` low starts in a cycle."""
+    rng = np.random.default_rng(seed)
+    decoder = StreamDecoder(out_shape, samples, timesteps, "engine")
+    decoder.in_ticks = []
+
+    async def testbench(ctx):
+        sent, stall, offer = 0, 0, False
+        for cycle in range(max_cycles):
+            if stall == 0 and rng.random() < out_stall:
+                stall = int(rng.integers(1, 30))
+            ctx.set(engine.spikes_out.ready, stall == 0)
+            stall = max(0, stall - 1)
+            offer = offer or (sent < len(tokens) and rng.random() >= in_gap)
+            ctx.set(engine.spikes_in.valid, offer)
+            ctx.set(engine.spikes_in.payload.as_value(), tokens[sent] if offer else 0)
+            _, _, ready, valid, out_ready, payload = await ctx.tick().sample(
+                engine.spikes_in.ready, engine.spikes_out.valid, engine.spikes_out.ready,
+                engine.spikes_out.payload.as_value())
+            if offer and ready:
+                if unpack_token(in_shape, tokens[sent])[1]:
+                    decoder.in_ticks.append(cycle)
+                sent += 1
+                offer = False
+            if valid and out_ready:
+                decoder.transfer(payload, cycle)
+            if decoder.complete:
+                return
+        raise AssertionError("the engine did not finish")
+
+    sim = Simulator(engine)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    return decoder
+
+
+def test_conv_engine_output_backpressure():
+    """Downstream ready low for random stretches while most neurons fire: the spike queue
+    fills, the fire pass waits, no spike is lost or sent twice."""
+    qnet = random_conv_network((2, 6, 6), [
+        {"type": "conv", "out": 5, "kernel": 3, "stride": 1, "padding": 1}], seed=60, timesteps=4)
+    layer = qnet.layers[0]
+    layer.threshold[:] = 3
+    inputs = spikes_in(qnet, 2, 0.4, seed=61)
+    want = golden.run(qnet, inputs).spikes[0].numpy()
+    assert want.mean() > 0.5
+    engine = ConvLIFEngine(layer, 2, queue_depth=4)
+    rng = np.random.default_rng(62)
+    tokens = [t for s in inputs for t in input_tokens(s, layer.input_shape, 0, rng)]
+    decoder = drive_engine(engine, layer.input_shape, layer.output_shape, tokens, 2, 4,
+                           out_stall=0.1, in_gap=0.2, seed=63)
+    assert np.array_equal(decoder.spikes, want)
+
+
+@pytest.mark.parametrize("pool", ["sum", "max"])
+def test_pool_units_under_backpressure(pool):
+    """The remap and dedup units alone, with gaps at the input and stalls at the output:
+    the events out are the golden pool's counts (sum) or OR (max), per timestep."""
+    cls = SumPool2d if pool == "sum" else MaxPool2d
+    layer = cls("p", (2, 7, 6), (3, 3), (2, 2), (1, 1))
+    unit = SumPoolRemap(layer) if pool == "sum" else MaxPoolDedup(layer)
+    rng = np.random.default_rng(70)
+    timesteps, samples = 4, 2
+    x = random_spikes((samples, timesteps, 2, 7, 6), 0.4, seed=71)
+    tokens = [t for s in x for t in input_tokens(s, layer.input_shape, 0, rng)]
+    want = golden.pool(layer, __import__("torch").as_tensor(x).reshape(-1, 2, 7, 6).long())
+    want = want.reshape(samples, timesteps, -1).numpy()
+    counts = np.zeros_like(want)
+    out_shape = layer.output_shape
+
+    class Counter(StreamDecoder):  # repeated addresses are the point here
+        def transfer(self, payload, edge=0):
+            addr, tick, last = unpack_token(out_shape, payload)
+            if tick:
+                self.t += 1
+                if last:
+                    self.sample, self.t = self.sample + 1, 0
+            else:
+                assert addr < self.n
+                counts[self.sample, self.t, addr] += 1
+
+    decoder = Counter(out_shape, samples, timesteps, pool)
+    async def testbench(ctx):
+        sent, stall, offer = 0, 0, False
+        for _ in range(20_000):
+            if stall == 0 and rng.random() < 0.15:
+                stall = int(rng.integers(1, 10))
+            ctx.set(unit.spikes_out.ready, stall == 0)
+            stall = max(0, stall - 1)
+            offer = offer or (sent < len(tokens) and rng.random() >= 0.2)
+            ctx.set(unit.spikes_in.valid, offer)
+            ctx.set(unit.spikes_in.payload.as_value(), tokens[sent] if offer else 0)
+            _, _, ready, valid, out_ready, payload = await ctx.tick().sample(
+                unit.spikes_in.ready, unit.spikes_out.valid, unit.spikes_out.ready,
+                unit.spikes_out.payload.as_value())
+            if offer and ready:
+                sent += 1
+                offer = False
+            if valid and out_ready:
+                decoder.transfer(payload)
+            if decoder.complete:
+                return
+        raise AssertionError("the unit did not finish")
+
+    sim = Simulator(unit)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert np.array_equal(counts, want)
+    assert want.max() > 1 or pool == "max"
+
+
+def test_flatten_remap_widths():
+    assert described(FlattenRemap((3, 4, 8))).identity
+    assert described(FlattenRemap((3, 4, 8))).latency == 0
+    assert not described(FlattenRemap((3, 5, 8))).identity
+    assert not described(FlattenRemap((3, 1, 8))).identity  # a 1-wide field still takes a bit
+
+
+# ----------------------------------------------------------------------------- cost
+
+#: Cycles per timestep beyond ``Σ_events taps·G + H_out·W_out·GG`` at a conv engine fed back
+#: to back: none. The decode register takes the next token while the walker works, the walker
+#: takes it in the cycle it finishes the previous one, and the fire pass of a tick overlaps
+#: nothing but is bubble-free. (The first event of an inference waits one extra cycle in the
+#: decode register: that is in the one-off fill counted by ``estimate_cycles``.)
+STEP_CONSTANT = 0
+
+
+@pytest.mark.parametrize("kernel,stride,padding,parallel", [(3, 1, 1, 2), (3, 2, 1, 1),
+                                                             (5, 2, 2, 3), (1, 2, 0, 2)])
+def test_conv_cycles_per_timestep(kernel, stride, padding, parallel):
+    """A single conv layer's cycles per timestep, measured between the ticks it sends, against
+    ``Σ_events (in-range taps × G) + H_out·W_out·GG + STEP_CONSTANT``: taps off the stride
+    grid or outside the map cost nothing (kernel 1 stride 2: three events in four reach no
+    tap at all). Also the whole inference against ``estimate_cycles``."""
+    qnet = random_conv_network((3, 8, 7), [
+        {"type": "conv", "out": 5, "kernel": kernel, "stride": stride, "padding": padding}],
+        seed=80 + kernel, timesteps=4)
+    layer = qnet.layers[0]
+    inputs = spikes_in(qnet, 2, 0.3, seed=81)
+    # Each inference on an idle engine (past its reset pass), as estimate_cycles assumes.
+    got = check_against_golden(qnet, parallel, inputs, settle=400)
+    top = got["top"]
+    engine = described(ConvLIFEngine(layer, parallel))
+    taps = conv_tap_counts(layer)
+    T = qnet.timesteps
+    trace = golden.run(qnet, inputs)
+    ratios = []
+    for b in range(2):
+        events = inputs[b].sum(axis=1)  # [T, H, W] events per position
+        fanout = (events * taps).sum(axis=(1, 2))
+        # The golden model's synaptic operations are the same work, C_out_g adds per tap.
+        assert (fanout * engine.channels_per_group == trace.layer_ops[0][b].numpy()).all()
+        model = np.array([engine.timestep_cycles(int(f)) + STEP_CONSTANT for f in fanout])
+        ticks = got["tap_ticks"][0][b * T:(b + 1) * T]
+        steps = np.diff(ticks)
+        ratios += list(steps / model[1:])
+        # Measured at the output, a tick that waited behind a backlog of spikes in the
+        # serializer makes its timestep look a few cycles longer and the next one shorter.
+        assert (steps >= 0.98 * model[1:]).all(), (steps, model)
+        assert (steps <= 1.25 * model[1:]).all(), (steps, model)
+        active, fan, final = network_activity(qnet, inputs[b])
+        estimate = top.estimate_cycles(active, final, fan)
+        # With kernel 1 stride 2 three events in four reach no tap: they cost the walker
+        # nothing, but the input port still takes them one per cycle, which the estimate
+        # does not model; it runs low there.
+        slack = 1.15 if kernel < stride else 1.02
+        assert estimate <= got["cycles"][b] <= slack * estimate, (got["cycles"][b], estimate)
+    print(f"measured/model per timestep: {min(ratios):.3f} .. {max(ratios):.3f}")
+
+
+def test_estimate_of_a_conv_chain():
+    qnet = random_conv_network((2, 8, 8), [
+        {"type": "conv", "out": 4, "kernel": 3, "stride": 1, "padding": 1},
+        {"type": "max_pool", "kernel": 2},
+        {"type": "conv", "out": 4, "kernel": 3, "stride": 1, "padding": 1},
+        {"type": "flatten"}, {"type": "dense", "out": 5}], seed=90, timesteps=4)
+    inputs = spikes_in(qnet, 2, 0.3, seed=91)
+    got = check_against_golden(qnet, 2, inputs, settle=400)
+    for b in range(2):
+        active, fan, final = network_activity(qnet, inputs[b])
+        estimate = got["top"].estimate_cycles(active, final, fan)
+        assert 0.9 * estimate <= got["cycles"][b] <= 1.25 * estimate, (got["cycles"][b], estimate)
+
+
+# ----------------------------------------------------------------------------- reset, Verilog
+
+class _InDomain(Elaboratable):
+    def __init__(self, design, domain: ClockDomain):
+        self.design, self.domain = design, domain
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.domain
+        m.submodules.design = self.design
+        return m
+
+
+def test_reset_abandons_a_half_finished_inference():
+    """``rst`` mid-inference: the conv engines rewrite their membranes with the biases and
+    the max pool clears both bitmaps on the way out of reset."""
+    qnet = random_conv_network((2, 6, 6), [
+        {"type": "conv", "out": 3, "kernel": 3, "stride": 1, "padding": 1},
+        {"type": "max_pool", "kernel": 2},
+        {"type": "conv", "out": 2, "kernel": 3, "stride": 1, "padding": 1}],
+        seed=95, timesteps=4, leak=Leak("none"), reset="none")
+    inputs = spikes_in(qnet, 2, 0.35, seed=96)
+    assert_lively(qnet, inputs)
+    top = build_top(qnet, 2)
+    domain = ClockDomain("sync")
+    rng = np.random.default_rng(97)
+    half = input_tokens(inputs[0], top.input_shape, 0, rng)
+    half = half[:len(half) // 2]
+    full = input_tokens(inputs[1], top.input_shape, 0, rng)
+    decoders = [StreamDecoder(u.out_shape, 1, 4, f"tap_{u.spiking}")
+                for u in top.units if u.spiking is not None]
+    got = {}
+
+    async def testbench(ctx):
+        for phase, stream in (("half", half), ("full", full)):
+            sent = 0
+            for _ in range(20_000):
+                offer = sent < len(stream)
+                ctx.set(top.spikes_in.valid, offer)
+                ctx.set(top.spikes_in.payload.as_value(), stream[sent] if offer else 0)
+                _, _, ready, done, counts, *observed = await ctx.tick().sample(
+                    top.spikes_in.ready, top.done, top.counts.as_value(),
+                    *(s for tap in (top.tap_0, top.tap_1)
+                      for s in (tap.valid, tap.ready, tap.payload.as_value())))
+                sent += offer and ready
+                if phase == "half" and sent == len(stream):
+                    await ctx.tick().repeat(30)
+                    ctx.set(domain.rst, 1)
+                    await ctx.tick()
+                    ctx.set(domain.rst, 0)
+                    break
+                if phase == "full":
+                    for k, decoder in enumerate(decoders):
+                        valid, tap_ready, payload = observed[3 * k: 3 * k + 3]
+                        if valid and tap_ready:
+                            decoder.transfer(payload)
+                    if done:
+                        got["counts"] = counts
+                        return
+        raise AssertionError("no result")
+
+    sim = Simulator(Fragment.get(_InDomain(top, domain), None))
+    sim.add_clock(1e-6, domain=domain)
+    sim.add_testbench(testbench)
+    sim.run()
+    want = golden.run(qnet, inputs[1:])
+    for decoder, spikes in zip(decoders, want.spikes):
+        assert np.array_equal(decoder.spikes, spikes.numpy()), decoder.name
+    c = top.count_bits
+    n = shape_size(top.output_shape)
+    assert [(got["counts"] >> (k * c)) & ((1 << c) - 1) for k in range(n)] == \
+        want.counts[0].tolist()
+
+
+def test_verilog_of_a_conv_network_is_deterministic_with_contract_ports():
+    qnet = random_conv_network((2, 6, 5), [
+        {"type": "conv", "out": 3, "kernel": 3, "stride": 2, "padding": 1},
+        {"type": "max_pool", "kernel": 2},
+        {"type": "flatten"}, {"type": "dense", "out": 4}], seed=99, timesteps=5, input_bits=3)
+    top = build_top(qnet, 2)
+    text = verilog.convert(top, name="hwgen_top", emit_src=False)
+    assert text == verilog.convert(build_top(qnet, 2), name="hwgen_top", emit_src=False)
+    header = text[text.index("module hwgen_top("):].split(";")[0]
+    ports = {p.strip() for p in header[len("module hwgen_top("):].rstrip(")").split(",")}
+    assert ports == {"clk", "rst", "spikes_in__valid", "spikes_in__ready", "spikes_in__payload",
+                     "tap_0__valid", "tap_0__ready", "tap_0__payload",
+                     "tap_1__valid", "tap_1__ready", "tap_1__payload",
+                     "done", "prediction", "counts", "cycles"}
+    # Input (2, 6, 5) with 3-bit values: x 3 + y 3 + c 1 bits, tick, last, value = 12 bits.
+    assert "input [11:0] spikes_in__payload" in text
+    # tap_0 is the (3, 3, 3) conv output: x 2 + y 2 + c 2, tick, last = 8 bits.
+    assert "output [7:0] tap_0__payload" in text
+    assert "output [3:0] tap_1__payload" in text  # 4 neurons: addr 2 bits, tick, last
+    assert "output [11:0] counts" in text  # 4 outputs x ceil(log2(5 + 1)) bits
