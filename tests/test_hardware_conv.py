@@ -10,10 +10,13 @@ repeated events after a sum pool, windows shared by overlapping pools.
 
 from __future__ import annotations
 
-import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import torch
 from amaranth.back import verilog
 from amaranth.hdl import ClockDomain, Elaboratable, Fragment, Module
 from amaranth.sim import Simulator
@@ -22,8 +25,9 @@ from hwgen import golden
 from hwgen.hardware import ConvLIFEngine, FlattenRemap, MaxPoolDedup, NetworkTop, SumPoolRemap, \
     build_top, conv_tap_counts, network_activity, pack_token, token_layout, unpack_token
 from hwgen.hardware.tokens import is_map, shape_size
-from hwgen.ir import Leak, MaxPool2d, QuantConv2d, QuantNetwork, SumPool2d
+from hwgen.ir import Leak, MaxPool2d, QuantNetwork, SumPool2d
 from hwgen.testing import random_conv_network, random_spikes
+from hwgen.widths import accumulator_bits
 
 
 # ----------------------------------------------------------------------------- harness
@@ -282,7 +286,6 @@ def test_conv_leak_mul_and_negative_membranes():
         seed=9, timesteps=4, leak=Leak("mul", mul=45, frac_bits=6))
     layer = qnet.layers[0]
     layer.bias = layer.bias - 6
-    from hwgen.widths import accumulator_bits
     layer.acc_bits = accumulator_bits(layer.weight.reshape(3, -1), layer.bias, layer.state_bits)
     inputs = spikes_in(qnet, 2, 0.35, seed=10)
     assert_lively(qnet, inputs)
@@ -498,7 +501,7 @@ def test_pool_units_under_backpressure(pool):
     timesteps, samples = 4, 2
     x = random_spikes((samples, timesteps, 2, 7, 6), 0.4, seed=71)
     tokens = [t for s in x for t in input_tokens(s, layer.input_shape, 0, rng)]
-    want = golden.pool(layer, __import__("torch").as_tensor(x).reshape(-1, 2, 7, 6).long())
+    want = golden.pool(layer, torch.as_tensor(x).reshape(-1, 2, 7, 6).long())
     want = want.reshape(samples, timesteps, -1).numpy()
     counts = np.zeros_like(want)
     out_shape = layer.output_shape
@@ -606,6 +609,10 @@ def test_conv_cycles_per_timestep(kernel, stride, padding, parallel):
 
 
 def test_estimate_of_a_conv_chain():
+    """A lower bound for a chain: here the second conv (9 taps x G = 2 per event) is slower to
+    accept than the first one fires, so the first one's fire pass waits on it (backpressure)
+    and stops overlapping its next timestep, which the estimate does not model: measured
+    1.19 and 1.22 times the estimate."""
     qnet = random_conv_network((2, 8, 8), [
         {"type": "conv", "out": 4, "kernel": 3, "stride": 1, "padding": 1},
         {"type": "max_pool", "kernel": 2},
@@ -616,7 +623,7 @@ def test_estimate_of_a_conv_chain():
     for b in range(2):
         active, fan, final = network_activity(qnet, inputs[b])
         estimate = got["top"].estimate_cycles(active, final, fan)
-        assert 0.9 * estimate <= got["cycles"][b] <= 1.25 * estimate, (got["cycles"][b], estimate)
+        assert estimate <= got["cycles"][b] <= 1.3 * estimate, (got["cycles"][b], estimate)
 
 
 # ----------------------------------------------------------------------------- reset, Verilog
@@ -713,3 +720,21 @@ def test_verilog_of_a_conv_network_is_deterministic_with_contract_ports():
     assert "output [7:0] tap_0__payload" in text
     assert "output [3:0] tap_1__payload" in text  # 4 neurons: addr 2 bits, tick, last
     assert "output [11:0] counts" in text  # 4 outputs x ceil(log2(5 + 1)) bits
+
+
+def test_verilog_of_a_conv_network_does_not_depend_on_the_hash_seed():
+    """Set and dict iteration orders change with PYTHONHASHSEED: the text must not."""
+    script = ("import sys\n"
+              "from amaranth.back import verilog\n"
+              "from hwgen.hardware import build_top\n"
+              "from hwgen.testing import random_conv_network\n"
+              "qnet = random_conv_network((2, 6, 6), [\n"
+              "    {'type': 'conv', 'out': 4, 'kernel': 3, 'stride': 1, 'padding': 1, 'groups': 2},\n"
+              "    {'type': 'max_pool', 'kernel': 2}, {'type': 'sum_pool', 'kernel': 3, 'stride': 1},\n"
+              "    {'type': 'flatten'}, {'type': 'dense', 'out': 3}], seed=3, input_bits=2)\n"
+              "sys.stdout.write(verilog.convert(build_top(qnet, 2), name='hwgen_top',"
+              " emit_src=False))\n")
+    texts = {subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+             for seed in ("1", "2")}
+    assert len(texts) == 1 and "module hwgen_top" in texts.pop()

@@ -25,7 +25,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..ir import Leak, QuantDense
-from ..widths import accumulator_bits, address_bits, signed_bits
+from ..widths import accumulator_bits, signed_bits
 from .tokens import StreamShape, address_layout, is_map, token_signature
 
 __all__ = ["DenseLIFEngine", "SpikeSerializer", "fire_lane", "group_layout", "lanes_and_groups",

@@ -203,11 +203,13 @@ def estimate_cycles(qnet: QuantNetwork, parallel: int, active_inputs: Sequence[S
     upstream's fire pass of ``t`` sends the first spike (``pipeline_latency`` after that
     upstream took its tick, plus the latency of the remap units and of the convolution
     engine's decode register in between), nor finish it before the upstream's tick arrives.
-    Exact for one dense layer (tests/test_hardware.py); within a few percent of the
-    measurement for one convolution layer (tests/test_hardware_conv.py). For a chain it
-    assumes that a fire pass sends its spikes one per cycle, so it runs low when a layer is
-    slower to accept than its upstream is to fire, and it ignores the cycle an event without
-    in-range taps costs a convolution engine that is idle.
+    Exact for one dense layer (tests/test_hardware.py); within 2 % for one convolution layer
+    on an idle engine (tests/test_hardware_conv.py). It ignores the port's one cycle per
+    token, which shows when most events reach no tap (kernel < stride: up to 15 % low). For a
+    chain it assumes that a fire pass sends its spikes one per cycle, so it runs low when a
+    layer is slower to accept than its upstream is to fire (backpressure into the upstream
+    fire pass, which then stops overlapping the next timestep: about 20 % low on a
+    conv -> max pool -> conv -> dense chain).
     """
     units, _, _ = plan_units(qnet)
     engines = [u for u in units if u.spiking is not None]
