@@ -141,7 +141,7 @@ class ConvLIFEngine(wiring.Component):
     queue lets the fire pass run ahead of the serializer (a word may hold ``P`` spikes, sent
     one per cycle); when it is full the pass waits (downstream backpressure), never losing
     or repeating a spike. After reset the engine spends ``words`` cycles writing the biases
-    back into the membrane.
+    back into the membrane, taking no input meanwhile.
 
     Direct input (``input_bits > 1``, first layer only): tokens carry ``value`` and the engine
     adds ``W·value`` with ``P`` multipliers of ``multiplier_bits = (weight_bits,
@@ -291,6 +291,9 @@ class ConvLIFEngine(wiring.Component):
         m.submodules.events = events = SyncFIFO(width=Shape.cast(event_layout).width,
                                                 depth=self.event_buffer)
         event = Signal(event_layout)
+        # Nothing is taken during the reset pass (as the dense engine), so that `cycles` of
+        # the first inference after reset does not include it.
+        resetting = Signal(init=1)
         m.d.comb += [
             event.tick.eq(token.tick),
             event.last.eq(token.last),
@@ -299,8 +302,8 @@ class ConvLIFEngine(wiring.Component):
             event.ny_last.eq(ny - 1),
             event.nx_last.eq(nx - 1),
             events.w_data.eq(event.as_value()),
-            events.w_en.eq(self.spikes_in.valid & (token.tick | has_taps)),
-            self.spikes_in.ready.eq(events.w_rdy),
+            events.w_en.eq(self.spikes_in.valid & ~resetting & (token.tick | has_taps)),
+            self.spikes_in.ready.eq(events.w_rdy & ~resetting),
         ]
         if direct:
             m.d.comb += event.value.eq(token.value)
@@ -354,7 +357,7 @@ class ConvLIFEngine(wiring.Component):
 
         with m.If(advance):
             with m.If(at_end):
-                m.d.sync += busy.eq(0)
+                m.d.sync += [busy.eq(0), resetting.eq(0)]
             with m.Elif(fire):
                 m.d.sync += m_addr.eq(m_addr + 1)
                 with m.If(k == GG - 1):  # next position
