@@ -27,7 +27,8 @@ def run_demo(out: Path, samples: int, parallel: int, simulator: str, stages, mod
         calibration = Path(tmp) / "digits_calibration.npz"
         np.savez(heldout, x=split.test_x, y=split.test_y)
         np.savez(calibration, x=split.train_x[:CALIBRATION_SAMPLES])
-        opts = GenerateOptions(weights=str(spec.checkpoint), parallel=parallel, data=str(heldout),
+        opts = GenerateOptions(weights=str(spec.checkpoint), input_shape=spec.input_shape,
+                               parallel=parallel, data=str(heldout),
                                calibration=str(calibration),
                                quant=QuantOptions(weight_bits=8, timesteps=digits.TIMESTEPS))
         with stages() as progress:

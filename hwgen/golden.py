@@ -118,7 +118,7 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
     x_all = x_all.reshape(batch, timesteps, *net.input_shape)
     synaptic = net.spiking_layers
     states: list = [0] * len(synaptic)
-    spikes = [torch.zeros(batch, timesteps, int(np.prod(_out_shape(layer))), dtype=torch.uint8)
+    spikes = [torch.zeros(batch, timesteps, int(np.prod(layer.output_shape)), dtype=torch.uint8)
               for layer in synaptic]
     layer_ops = [torch.zeros(batch, timesteps, dtype=torch.int64) for _ in synaptic]
     for t in range(timesteps):
@@ -148,6 +148,3 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
     return GoldenTrace(spikes=spikes, counts=counts, prediction=readout(counts), synaptic_ops=sops,
                        layer_ops=layer_ops)
 
-
-def _out_shape(layer: Synaptic) -> tuple[int, ...]:
-    return layer.output_shape if isinstance(layer, QuantConv2d) else (layer.out_features,)

@@ -59,6 +59,10 @@ class Dense:
     def out_features(self) -> int:
         return int(self.weight.shape[0])
 
+    @property
+    def output_shape(self) -> tuple[int]:
+        return (self.out_features,)
+
 
 Shape3 = tuple[int, int, int]
 Pair = tuple[int, int]
@@ -152,8 +156,7 @@ class _LayerChain:
 
     @property
     def output_shape(self) -> tuple[int, ...]:
-        last = self.spiking_layers[-1]
-        return last.output_shape if hasattr(last, "output_shape") else (last.out_features,)
+        return self.spiking_layers[-1].output_shape
 
 
 @dataclass
@@ -220,6 +223,10 @@ class QuantDense:
     @property
     def out_features(self) -> int:
         return int(self.weight.shape[0])
+
+    @property
+    def output_shape(self) -> tuple[int]:
+        return (self.out_features,)
 
     @property
     def state_min(self) -> int:

@@ -88,7 +88,7 @@ def _layer_entry(layer, parallel: int) -> dict:
             "name": layer.name,
             "type": "dense_lif" if isinstance(layer, QuantDense) else "conv2d_lif",
             "in": list(getattr(layer, "input_shape", (layer.weight.shape[-1],))),
-            "out": list(getattr(layer, "output_shape", (layer.weight.shape[0],))),
+            "out": list(layer.output_shape),
             "parallel": g.lanes,
             "groups": g.groups,
             "weight_bits": layer.weight_bits,

@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import HwgenError
 from .golden import GoldenTrace
-from .ir import QuantNetwork
+from .ir import QuantDense, QuantNetwork
 from .widths import address_bits
 
 TOPLEVEL = "hwgen_top"
@@ -90,7 +90,7 @@ def count_bits(timesteps: int) -> int:
 
 def spikes_compared(qnet: QuantNetwork, samples: int, timesteps: int) -> int:
     """See ``SimResult.spikes_compared``."""
-    neurons = sum(layer.out_features for layer in qnet.spiking_layers)
+    neurons = sum(int(np.prod(layer.output_shape)) for layer in qnet.spiking_layers)
     return samples * timesteps * neurons + samples * (qnet.output_size + 1)
 
 
@@ -234,7 +234,7 @@ def stream_spec(shape: tuple[int, ...], value_bits: int = 0) -> dict:
 
 def _fanout_bound(layer) -> int:
     """Most outputs one input event can reach (a watchdog budget, not a cost model)."""
-    if not hasattr(layer, "output_shape"):
+    if isinstance(layer, QuantDense):
         return layer.out_features
     kh, kw = layer.kernel
     reach = -(-kh // layer.stride[0]) * -(-kw // layer.stride[1])
@@ -246,7 +246,7 @@ def _write_vectors(path: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: G
     arrays = {f"spikes_{k}": np.asarray(s, dtype=np.uint8) for k, s in enumerate(golden.spikes)}
     value_bits = qnet.input_bits if qnet.input_bits > 1 else 0
     streams = [stream_spec(qnet.input_shape, value_bits)]
-    streams += [stream_spec(getattr(layer, "output_shape", (layer.out_features,))) for layer in layers]
+    streams += [stream_spec(layer.output_shape) for layer in layers]
     np.savez(path, inputs=inputs, layers=len(layers), **arrays,
              counts=np.asarray(golden.counts, dtype=np.int64),
              prediction=np.asarray(golden.prediction, dtype=np.int64),
@@ -260,7 +260,7 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
             stall: bool = False, stall_seed: int = 1, waves: bool = False) -> SimResult:
     """Simulate ``verilog`` (a ``hwgen_top`` generated for ``qnet``) on ``inputs``.
 
-    ``inputs`` is ``[B, T, *input_shape]`` 0/1 spikes and ``golden`` the golden model's
+    ``inputs`` is ``[B, T, *input_shape]`` 0/1 spikes (or direct values) and ``golden`` the golden model's
     trace of the same batch (``hwgen.golden.run``). The simulator (``"verilator"`` or
     ``"icarus"``) builds into ``build_dir / simulator`` and that build is reused while the
     Verilog does not change. With ``stall`` the testbench withholds the input stream for
@@ -282,6 +282,10 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
     x = np.asarray(inputs)
     if x.ndim < 2:
         raise HwgenError(f"inputs must be [samples, timesteps, *input_shape], got {x.shape}")
+    top = (1 << qnet.input_bits) - 1
+    if x.size and (x.min() < 0 or x.max() > top):
+        raise HwgenError(f"inputs must be integers 0..{top} "
+                         f"({'spikes' if top == 1 else f'{qnet.input_bits}-bit direct input'})")
     x = x.reshape(x.shape[0], x.shape[1], -1).astype(np.uint16 if qnet.input_bits > 8 else np.uint8)
     samples, timesteps = x.shape[0], x.shape[1]
     if x.shape[2] != qnet.input_size:
@@ -293,8 +297,6 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
     if golden.batch != samples or int(golden.spikes[0].shape[1]) != timesteps:
         raise HwgenError("the golden trace does not belong to these inputs "
                          f"({golden.batch} samples, {samples} given)")
-    if not np.isin(x, (0, 1)).all():
-        raise HwgenError("inputs must be 0/1 spikes")
 
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
