@@ -1,8 +1,9 @@
 """Measured RTL cycles against the event-driven cost model, per layer size, P and spike rate.
 
-For single-layer networks the model of docs/hardware.md is exact to check: a timestep with
-``a`` input spikes should cost ``(a + 1) * ceil(N_out / P)`` cycles, plus a fixed pipeline
-constant per inference. This script simulates the generated Verilog (Verilator + cocotb),
+For single-layer networks the model of docs/hardware.md is exact to check: a dense timestep
+with ``a`` input spikes should cost ``(a + 1) * ceil(N_out / P)`` cycles, a conv timestep
+``Σ over events of in-range taps × ceil(C_out / P)`` plus its fire pass over the output map,
+plus a fixed pipeline constant per inference. This script simulates the generated Verilog (Verilator + cocotb),
 reads the ``cycles`` port, and reports ``measured / model`` (1.0 = no cycle wasted). It also
 runs the two-layer digits demo network, where layers overlap and the busiest one sets the
 pace. Results: ``bench/cycles.json`` and a table on stdout.
@@ -28,10 +29,18 @@ from hwgen.frontend import import_torch, load_torch_model
 from hwgen.pipeline import event_driven_bounds
 from hwgen.quantize import QuantOptions, quantize
 from hwgen.simulate import run_rtl
-from hwgen.testing import random_quant_network, random_spikes
+from hwgen.testing import random_conv_network, random_quant_network, random_spikes
 
 SINGLE_LAYER = [  # (inputs, neurons, P)
     (64, 64, 1), (64, 64, 4), (64, 64, 16), (64, 10, 3), (128, 32, 8), (32, 100, 7),
+]
+SINGLE_CONV = [  # (input C, H, W), conv spec, P
+    ((2, 16, 16), {"out": 8, "kernel": 3, "padding": 1}, 4),
+    ((2, 16, 16), {"out": 8, "kernel": 5, "stride": 2, "padding": 1}, 4),
+    ((4, 12, 12), {"out": 6, "kernel": 3, "stride": 2, "padding": 2}, 4),
+    ((4, 12, 12), {"out": 4, "kernel": 3, "padding": 1, "groups": 4}, 1),
+    ((2, 16, 16), {"out": 16, "kernel": 1}, 8),
+    ((2, 16, 16), {"out": 16, "kernel": 1, "stride": 2}, 8),
 ]
 RATES = [0.05, 0.2, 0.5]
 TIMESTEPS = 10
@@ -67,6 +76,17 @@ def main() -> None:
             work = Path(tmp) / f"{n_in}_{n_out}_{p}"
             work.mkdir(exist_ok=True)
             rows.append({"network": f"{n_in}-{n_out}", "parallel": p, "input_rate": rate,
+                         **measure(qnet, p, x, args.simulator, work)})
+        conv_jobs = [(cfg, rate) for cfg in SINGLE_CONV for rate in RATES]
+        for (shape, conv, p), rate in track(conv_jobs, description="single-conv RTL runs"):
+            qnet = random_conv_network(shape, [{"type": "conv", **conv}], seed=p, timesteps=TIMESTEPS)
+            x = random_spikes((args.samples, TIMESTEPS, *shape), rate, seed=int(rate * 1000))
+            label = (f"conv {'x'.join(map(str, shape))} -> {conv['out']}, k{conv['kernel']} "
+                     f"s{conv.get('stride', 1)} p{conv.get('padding', 0)}"
+                     + (f" g{conv['groups']}" if conv.get("groups") else ""))
+            work = Path(tmp) / f"conv_{len(rows)}"
+            work.mkdir()
+            rows.append({"network": label, "parallel": p, "input_rate": rate,
                          **measure(qnet, p, x, args.simulator, work)})
         net = import_torch(load_torch_model(digits.MODEL_SPEC, str(digits.CHECKPOINT)))
         split = digits.load_split()

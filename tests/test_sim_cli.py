@@ -99,3 +99,14 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert report["cycles_vs_bound_max"] <= 1.25
     printed = capsys.readouterr().out
     assert "mismatches" in printed and "accuracy RTL" in printed
+
+
+@pytest.mark.slow
+def test_conv_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo_conv"
+    assert main(["demo", "--model", "conv", "--out", str(out), "--samples", "50"]) == 0
+    report = json.loads((out / "sim_report.json").read_text())
+    assert report["samples"] == 50 and report["mismatches"] == 0
+    assert report["accuracy_rtl"] >= 0.85
+    kinds = [layer["type"] for layer in json.loads((out / "report.json").read_text())["hardware"]["layers"]]
+    assert kinds == ["conv2d_lif", "max_pool2d", "flatten", "dense_lif"]
