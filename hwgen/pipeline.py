@@ -25,6 +25,9 @@ from .quantize import QuantOptions, fidelity, quantize
 from .report import event_driven_cycles, hardware_report, render_markdown
 
 Progress = Callable[[str], None]
+# The readout keeps a counter per output neuron and an argmax tree over them: beyond this
+# it is a classifier no one meant, and synthesis of it runs out of memory.
+MAX_OUTPUTS = 1024
 
 
 def _quiet(_: str) -> None:
@@ -108,6 +111,11 @@ def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = 
     opts.validate()
     progress("frontend: importing model")
     net, frontend_notes = load_frontend(model, opts)
+    if net.output_size > MAX_OUTPUTS:
+        last = net.spiking_layers[-1]
+        raise HwgenError(f"layer '{last.name}' is the last layer and has {net.output_size} neurons; the readout "
+                         f"counts spikes per output neuron (at most {MAX_OUTPUTS}): end the network with a "
+                         "classifier layer such as nn.Linear + snn.Leaky")
     x = y = calib = None
     if opts.data:
         x, y = load_data(opts.data, net, opts.quant.input_bits)

@@ -79,7 +79,10 @@ def main() -> None:
                          **measure(qnet, p, x, args.simulator, work)})
         conv_jobs = [(cfg, rate) for cfg in SINGLE_CONV for rate in RATES]
         for (shape, conv, p), rate in track(conv_jobs, description="single-conv RTL runs"):
-            qnet = random_conv_network(shape, [{"type": "conv", **conv}], seed=p, timesteps=TIMESTEPS)
+            # A 2-neuron dense readout behind the conv: a conv read out directly would count
+            # every one of its output neurons. The conv stays the busiest layer by far.
+            qnet = random_conv_network(shape, [{"type": "conv", **conv}, {"type": "flatten"},
+                                               {"type": "dense", "out": 2}], seed=p, timesteps=TIMESTEPS)
             x = random_spikes((args.samples, TIMESTEPS, *shape), rate, seed=int(rate * 1000))
             label = (f"conv {'x'.join(map(str, shape))} -> {conv['out']}, k{conv['kernel']} "
                      f"s{conv.get('stride', 1)} p{conv.get('padding', 0)}"
