@@ -1,20 +1,38 @@
-"""Does a generated design's memory fit a device? An estimate from the IR, before synthesis.
+"""Does a generated design fit a device? An estimate from the IR, before synthesis.
 
 Each memory of the layer engines (docs/hardware.md) is mapped to the device's block RAM
 in the aspect ratio that needs the fewest blocks, as Yosys does. Memories of 1 kbit or less
-are counted as logic: synthesis builds those from LUTs and flip-flops. On the iCE40UP5K the
-largest memories go to SPRAM first; SPRAM is single-ported and not initialised by the
-bitstream, so weights placed there must be loaded at start-up.
+are counted as logic: synthesis builds those from LUTs and flip-flops (LUT RAM on ECP5).
+
+Two verdicts:
+
+* :func:`fit` (the generate report): on the iCE40UP5K the largest memories go to SPRAM
+  first. SPRAM is single-ported and not initialised by the bitstream, so weights placed there
+  would have to be loaded at start-up: it is the verdict *if* they were.
+* :func:`board_fit` (``hwgen build``, before synthesis): what the bitstream can hold today.
+  Every memory of the engines either needs its contents from the bitstream (weight ROMs,
+  membranes that start at the biases, threshold and bias tables) or is read and written in
+  the same cycle (membranes, max-pool bitmaps), which single-ported SPRAM cannot do, so
+  nothing goes to SPRAM: block RAM (EBR, DP16KD, BSRAM) only. Also rough LUT, flip-flop and
+  DSP estimates (:func:`estimate_logic`), stated as estimates.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 from .ir import MaxPool2d, QuantConv2d, QuantDense, QuantNetwork
+from .widths import signed_bits
 
 SMALL_MEMORY_BITS = 1024
+CONV_QUEUE_DEPTH = 16 + 2  # ConvLIFEngine's queue_depth + 2
+
+
+def _address_bits(n: int) -> int:
+    return max(1, (int(n) - 1).bit_length())
 
 
 @dataclass(frozen=True)
@@ -29,6 +47,7 @@ class BlockKind:
 EBR = BlockKind("EBR", ((256, 16), (512, 8), (1024, 4), (2048, 2)))
 SPRAM = BlockKind("SPRAM", ((16384, 16),))
 DP16KD = BlockKind("DP16KD", ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)))
+BSRAM = BlockKind("BSRAM", ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)))
 
 
 @dataclass(frozen=True)
@@ -37,21 +56,32 @@ class Device:
     block: BlockKind
     blocks: int
     spram: int = 0  # iCE40UP only
+    lut: int = 0  # LUT4s (iCE40: logic cells, each a LUT4 and a flip-flop)
+    ff: int = 0
+    dsp: int = 0  # multipliers: SB_MAC16 (iCE40UP), MULT18X18D (ECP5), MULT18X18 (Gowin)
+    block_kbit: int = 0
+
+    def memory_text(self) -> str:
+        text = f"{self.blocks} {self.block.name} x {self.block_kbit} kbit"
+        return text + (f", {self.spram} SPRAM x 256 kbit" if self.spram else "")
 
 
 DEVICES = {
-    "ice40up5k": Device("iCE40UP5K", EBR, 30, spram=4),
-    "ecp5-25f": Device("ECP5-25F", DP16KD, 56),
-    "ecp5-85f": Device("ECP5-85F", DP16KD, 208),
+    "ice40up5k": Device("iCE40UP5K", EBR, 30, spram=4, lut=5280, ff=5280, dsp=8, block_kbit=4),
+    "ecp5-25f": Device("ECP5-25F", DP16KD, 56, lut=24288, ff=24288, dsp=28, block_kbit=18),
+    "ecp5-85f": Device("ECP5-85F", DP16KD, 208, lut=83640, ff=83640, dsp=156, block_kbit=18),
+    "gw1nr-9": Device("GW1NR-9", BSRAM, 26, lut=8640, ff=6480, dsp=20, block_kbit=18),
 }
 
 
 @dataclass
 class Memory:
     layer: str
-    role: str  # "weights", "membranes", "window bitmap"
+    role: str  # "weights", "membranes", "thresholds", "biases", "window bitmap"
     depth: int
     width: int
+    initialised: bool = True  # contents come from the bitstream
+    read_write: bool = False  # read and written in the same cycle (a RAM, not a ROM)
 
     @property
     def bits(self) -> int:
@@ -66,7 +96,11 @@ def memories(qnet: QuantNetwork, parallel: int) -> list[Memory]:
             lanes = max(1, min(parallel, layer.out_features))
             groups = math.ceil(layer.out_features / lanes)
             out.append(Memory(layer.name, "weights", layer.in_features * groups, lanes * layer.weight_bits))
-            out.append(Memory(layer.name, "membranes", groups, lanes * layer.acc_bits))
+            out.append(Memory(layer.name, "membranes", groups, lanes * layer.acc_bits, read_write=True))
+            out += _lane_tables(layer, lanes, groups, 1)
+            # spike queue: a whole fire pass of group masks (hardware/spike_queue.py)
+            out.append(Memory(layer.name, "spike queue", groups + 1,
+                              _address_bits(layer.out_features) + lanes + 2, initialised=False, read_write=True))
         elif isinstance(layer, QuantConv2d):
             c_out, h, w = layer.output_shape
             per_group = c_out // layer.groups
@@ -75,10 +109,35 @@ def memories(qnet: QuantNetwork, parallel: int) -> list[Memory]:
             kh, kw = layer.kernel
             out.append(Memory(layer.name, "weights", layer.input_shape[0] * kh * kw * groups,
                               lanes * layer.weight_bits))
-            out.append(Memory(layer.name, "membranes", h * w * layer.groups * groups, lanes * layer.acc_bits))
+            out.append(Memory(layer.name, "membranes", h * w * layer.groups * groups, lanes * layer.acc_bits,
+                              read_write=True))
+            out += _lane_tables(layer, lanes, groups, layer.groups)
+            c_bits = _address_bits(c_out)
+            out.append(Memory(layer.name, "spike queue", CONV_QUEUE_DEPTH + 1,
+                              c_bits + _address_bits(h) + _address_bits(w) + lanes + 2,
+                              initialised=False, read_write=True))
         elif isinstance(layer, MaxPool2d):
             c, h, w = layer.output_shape
-            out.append(Memory(layer.name, "window bitmap", c * h * w, 2))
+            for bank in range(2):  # two bitmaps of C*H rows of W bits, cleared in turn
+                out.append(Memory(layer.name, f"window bitmap {bank}", c * h, w, initialised=False,
+                                  read_write=True))
+    return out
+
+
+def _lane_tables(layer, lanes: int, groups: int, blocks: int) -> list[Memory]:
+    """The threshold and bias ROMs of an engine: only where a lane's value differs between
+    its words (``hwgen.hardware.lanes.lane_values``); otherwise they are constants."""
+    out = []
+    for role, values in (("thresholds", layer.threshold), ("biases", layer.bias)):
+        values = np.asarray(values, dtype=np.int64).reshape(blocks, -1)
+        per_block = values.shape[1]
+        table = np.empty((blocks, groups * lanes), dtype=np.int64)
+        table[:, :per_block] = values
+        table[:, per_block:] = values[0, np.arange(per_block, groups * lanes) % lanes]
+        table = table.reshape(blocks * groups, lanes)
+        if not (table == table[0]).all():
+            bits = signed_bits(int(table.min()), int(table.max()))
+            out.append(Memory(layer.name, role, len(table), lanes * bits))
     return out
 
 
@@ -117,3 +176,141 @@ def fit(qnet: QuantNetwork, parallel: int, device_key: str) -> Fit:
                           "bits": mem.bits, "placed_in": where, "blocks": count})
     return Fit(device.name, blocks <= device.blocks and spram <= device.spram, blocks, device.blocks,
                spram, device.spram, logic_bits, placement)
+
+
+# ---- the build's fit check: block RAM only, plus rough logic estimates
+
+
+@dataclass
+class BoardFit:
+    device: str
+    fits: bool
+    blocks_needed: int
+    blocks_available: int
+    lut: int  # estimates, see estimate_logic
+    lut_available: int
+    ff: int
+    ff_available: int
+    dsp: int
+    dsp_available: int
+    logic_memory_bits: int
+    placement: list[dict]
+    shortfalls: list[dict] = field(default_factory=list)
+    spram_would_help: bool = False  # fits with SPRAM, which the engines cannot use (see module doc)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def board_fit(qnet: QuantNetwork, parallel: int, device_key: str, extra: list[Memory] = ()) -> BoardFit:
+    """What the bitstream of ``qnet`` needs on ``device_key``, before synthesis.
+
+    Memories over 1 kbit go to block RAM (never SPRAM: every engine memory is initialised
+    from the bitstream or read and written in the same cycle); LUTs, flip-flops and DSPs are
+    :func:`estimate_logic`'s rough estimates. ``shortfalls`` lists each resource that does not
+    fit: what, needed, available. ``extra`` are the board top's memories (sample buffer, FIFO).
+    """
+    device = DEVICES[device_key]
+    placement = []
+    blocks = 0
+    small = {"rom": 0, "ram": 0, "lutram": 0}  # bits of memories built from logic
+    for mem in sorted([*memories(qnet, parallel), *extra], key=lambda m: -m.bits):
+        where, count = place_like_yosys(mem, device)
+        if where == device.block.name:
+            blocks += count
+        else:
+            small["lutram" if where == "LUT RAM" else ("ram" if mem.read_write else "rom")] += mem.bits
+        placement.append({"layer": mem.layer, "role": mem.role, "depth": mem.depth, "width": mem.width,
+                          "bits": mem.bits, "placed_in": where, "blocks": count,
+                          "initialised": mem.initialised, "read_write": mem.read_write})
+    logic_bits = sum(small.values())
+    lut, ff, dsp = estimate_logic(qnet, parallel, device_key, small)
+    shortfalls = []
+    if blocks > device.blocks:
+        shortfalls.append({"what": f"block RAM ({device.block.name}, {device.block_kbit} kbit each)",
+                           "needed": blocks, "available": device.blocks})
+    # Logic is an estimate: refuse only what is clearly out of reach (a 10 % margin).
+    if lut > device.lut * 1.1:
+        shortfalls.append({"what": "LUT4s", "needed": lut, "available": device.lut, "estimate": True})
+    if ff > device.ff * 1.1:
+        shortfalls.append({"what": "flip-flops", "needed": ff, "available": device.ff, "estimate": True})
+    if dsp > device.dsp:
+        shortfalls.append({"what": "DSP multipliers", "needed": dsp, "available": device.dsp, "estimate": True})
+    spram_would_help = bool(device.spram and blocks > device.blocks and fit(qnet, parallel, device_key).fits)
+    return BoardFit(device.name, not shortfalls, blocks, device.blocks, lut, device.lut, ff, device.ff,
+                    dsp, device.dsp, logic_bits, placement, shortfalls, spram_would_help)
+
+
+# Yosys' memory_libmap: the cost of a block (its techlibs' brams.txt), 4 per 16x4 LUT RAM
+# (ECP5, Gowin; not for ROMs), and 1 per bit of RAM or 1/16 per bit of ROM built from logic.
+# The cheapest wins, so small memories stay in logic and wide shallow ones may take blocks.
+BLOCK_COST = {"EBR": 64, "DP16KD": 128, "BSRAM": 128}
+HAS_LUT_RAM = {"EBR": False, "DP16KD": True, "BSRAM": True}
+
+
+def place_like_yosys(mem: Memory, device: Device) -> tuple[str, int]:
+    """Where Yosys will put ``mem`` on ``device``: (block kind name, blocks), ``("LUT RAM", 0)``
+    or ``("logic", 0)``."""
+    count = device.block.blocks(mem.depth, mem.width)
+    options = [(count * BLOCK_COST[device.block.name], device.block.name, count),
+               (mem.bits * (1.0 if mem.read_write else 1 / 16), "logic", 0)]
+    if HAS_LUT_RAM[device.block.name] and mem.read_write:
+        options.append((math.ceil(mem.depth / 16) * math.ceil(mem.width / 4) * 4, "LUT RAM", 0))
+    _, where, count = min(options)
+    return where, count
+
+
+def estimate_logic(qnet: QuantNetwork, parallel: int, device_key: str,
+                   small: dict[str, int] | None = None) -> tuple[int, int, int]:
+    """Rough LUT4, flip-flop and DSP counts: a per-lane datapath cost per engine, a control
+    cost per unit, the readout, and small memories built from logic. Calibrated on the digits
+    MLP / conv and the NIR CNN builds (docs/boards.md gives the measured ratios); expect
+    +-30 %, which is why the build refuses on logic only with a margin."""
+    lut = ff = dsp = 0
+    for layer in qnet.layers:
+        if isinstance(layer, (QuantDense, QuantConv2d)):
+            if isinstance(layer, QuantDense):
+                lanes = max(1, min(parallel, layer.out_features))
+                control = LOGIC["dense_control"]
+            else:
+                lanes = max(1, min(parallel, layer.output_shape[0] // layer.groups))
+                control = LOGIC["conv_control"]
+            a, s = layer.acc_bits, layer.state_bits
+            lut += control + lanes * (LOGIC["lane_acc"] * a + LOGIC["lane_state"] * s)
+            ff += control // 2 + lanes * (a + s + LOGIC["lane_ff"])
+            if layer.leak.kind == "mul":
+                dsp += lanes
+        elif isinstance(layer, MaxPool2d):
+            lut += LOGIC["pool_control"]
+            ff += LOGIC["pool_control"] // 2
+        elif layer.__class__.__name__ == "SumPool2d":
+            lut += LOGIC["pool_control"]
+            ff += LOGIC["pool_control"] // 2
+    if qnet.input_bits > 1:
+        first = next(l for l in qnet.layers if isinstance(l, (QuantDense, QuantConv2d)))
+        n = first.out_features if isinstance(first, QuantDense) else first.output_shape[0] // first.groups
+        dsp += max(1, min(parallel, n))
+    last = [l for l in qnet.layers if isinstance(l, (QuantDense, QuantConv2d))][-1]
+    n_out = int(np.prod(last.output_shape))
+    count_bits = max(1, int(qnet.timesteps).bit_length())
+    lut += LOGIC["readout"] + n_out * count_bits * LOGIC["readout_per_bit"]
+    ff += LOGIC["readout"] // 2 + n_out * count_bits + 64
+    # Small memories: a RAM in logic is a flip-flop and about a LUT per bit, a ROM a LUT per
+    # 16 bits or fewer; LUT RAM (ECP5, Gowin) about a LUT per 32 bits.
+    small = small or {}
+    ff += small.get("ram", 0)
+    lut += small.get("ram", 0) * LOGIC["ram_bit"] + small.get("rom", 0) // 16 + small.get("lutram", 0) // 32
+    return int(lut), int(ff), int(dsp)
+
+
+LOGIC = {
+    "dense_control": 200,
+    "conv_control": 500,
+    "pool_control": 150,
+    "lane_acc": 3,
+    "lane_state": 3,
+    "lane_ff": 4,
+    "readout": 150,
+    "readout_per_bit": 3,
+    "ram_bit": 1,
+}
