@@ -102,6 +102,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--samples", type=int, default=50)
     demo.add_argument("--parallel", type=int, default=4)
     demo.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+
+    build = sub.add_parser("build", help="OUT -> bitstream for a board (Yosys + nextpnr, YoWASP), fit check first")
+    build.add_argument("out", type=Path)
+    build.add_argument("--board", required=True, help="board name (see boards/README.md): icebreaker, "
+                                                      "ulx3s-85f, orangecrab-25f, tangnano9k")
+    build.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+
+    flash = sub.add_parser("flash", help="load OUT's bitstream for a board with openFPGALoader")
+    flash.add_argument("out", type=Path)
+    flash.add_argument("--board", required=True, help="board name, as given to hwgen build")
+    flash.add_argument("--dry-run", action="store_true", help="print the openFPGALoader command, do not run it")
     return parser
 
 
@@ -145,9 +156,33 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, args.samples, args.parallel, args.simulator, stages, args.model)
 
 
+def _build(args: argparse.Namespace) -> int:
+    from .build import build
+
+    with stages() as progress:
+        report = build(args.out, args.board, progress, seed=args.seed)
+    log.print(f"wrote {args.out}/{report['bitstream']} ({report['device']}): {report['lut']} LUT, {report['ff']} FF, "
+              f"{report['bram']} BRAM, {report['spram']} SPRAM, {report['dsp']} DSP; Fmax {report['fmax_mhz']} MHz "
+              f"(target {report['target_mhz']:g}); {report['seconds']} s", markup=False, soft_wrap=True)
+    for warning in report["warnings"]:
+        console.print(f"hwgen: warning: {warning}", markup=False, soft_wrap=True)
+    if not report["timing_met"]:
+        console.print(f"hwgen: error: timing not met on {report['board']}: Fmax {report['fmax_mhz']} MHz < "
+                      f"{report['target_mhz']:g} MHz board clock (the bitstream is written but may not work; "
+                      "try a lower --parallel or another --seed)", markup=False, soft_wrap=True)
+        return 1
+    return 0
+
+
+def _flash(args: argparse.Namespace) -> int:
+    from .flash import flash
+
+    return flash(args.out, args.board, args.dry_run)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"generate": _generate, "sim": _sim, "demo": _demo}
+    handlers = {"generate": _generate, "sim": _sim, "demo": _demo, "build": _build, "flash": _flash}
     try:
         return handlers[args.command](args)
     except HwgenError as exc:
