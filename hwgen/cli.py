@@ -113,6 +113,15 @@ def _parser() -> argparse.ArgumentParser:
     flash.add_argument("out", type=Path)
     flash.add_argument("--board", required=True, help="board name, as given to hwgen build")
     flash.add_argument("--dry-run", action="store_true", help="print the openFPGALoader command, do not run it")
+
+    run = sub.add_parser("run", help="run inferences on a board over its serial link, compared with the golden model")
+    run.add_argument("out", type=Path)
+    run.add_argument("--port", required=True, help="the board's serial port (/dev/ttyUSB1, COM3, ...) "
+                                                   "or a pyserial URL (socket://host:port)")
+    run.add_argument("--inputs", required=True, help=".npy shaped [samples, T, *input_shape]")
+    run.add_argument("--baud", type=int, default=115200, help="UART baud rate of the board top (default 115200)")
+    run.add_argument("--timeout", type=float, default=1.0,
+                     help="seconds to wait for a reply beyond its time on the wire (default 1)")
     return parser
 
 
@@ -180,9 +189,30 @@ def _flash(args: argparse.Namespace) -> int:
     return flash(args.out, args.board, args.dry_run)
 
 
+def _run(args: argparse.Namespace) -> int:
+    from .run import run_on_board
+
+    with stages() as progress:
+        report = run_on_board(args.out, args.port, args.inputs, args.baud, args.timeout, progress)
+    log.print(f"board on {report['port']} (design {report['design_hash']}): {report['samples']} samples, "
+              f"{report['mismatches']} mismatches against the golden model, "
+              f"{report['cycles_per_inference_mean']:.0f} cycles/inference (max {report['cycles_per_inference_max']}), "
+              f"{report['inferences_per_second']:.1f} inferences/s over the link; {args.out}/run_report.json",
+              markup=False, soft_wrap=True)
+    if report["mismatches"]:
+        m = report["first_mismatch"]
+        console.print(f"hwgen: error: {report['mismatches']} mismatches between the board and the golden model; "
+                      f"first: sample {m['sample']}, {m['what']}"
+                      + (f" of neuron {m['neuron']}" if m["neuron"] is not None else "")
+                      + f", expected {m['expected']}, got {m['got']}", markup=False, soft_wrap=True)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"generate": _generate, "sim": _sim, "demo": _demo, "build": _build, "flash": _flash}
+    handlers = {"generate": _generate, "sim": _sim, "demo": _demo, "build": _build, "flash": _flash,
+                "run": _run}
     try:
         return handlers[args.command](args)
     except HwgenError as exc:
