@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from ..ir import QuantNetwork
 from .conv import ConvLIFEngine, conv_tap_counts
-from .dense import DenseLIFEngine, SpikeSerializer, lanes_and_groups
+from .dense import DenseLIFEngine
+from .lanes import lanes_and_groups
 from .pool import FlattenRemap, MaxPoolDedup, SumPoolRemap
 from .readout import Readout
+from .spike_queue import SpikeQueue, SpikeSerializer
 from .tokens import address_layout, is_map, pack_token, shape_size, token_layout, \
     token_signature, unpack_token
 from .top import NetworkTop, Unit, estimate_cycles, network_activity, plan_units, tap_signature
@@ -18,6 +20,7 @@ __all__ = [
     "MaxPoolDedup",
     "NetworkTop",
     "Readout",
+    "SpikeQueue",
     "SpikeSerializer",
     "SumPoolRemap",
     "Unit",

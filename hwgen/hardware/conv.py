@@ -17,26 +17,26 @@ taps of a row form an arithmetic progression (``ky`` in steps of ``s_y``, ``oy``
 of -1), so stepping from one tap to the next adds constants and no division or
 multiplication is left at run time.
 
-The datapath is the dense engine's (``dense.py``): stage 0 presents a weight and a membrane
-address to synchronous read ports, stage 1 adds and writes back, and the membrane's
-transparent read port resolves a read of the word written in the same cycle. The tables are
-looked up as a token arrives; a small event buffer in front of stage 0 holds the next events
-(with their first weight and membrane addresses) while the walker is busy, and events that
-reach no tap are dropped at the port without ever reaching the walker.
+The datapath is the dense engine's (``lanes.py``, ``spike_queue.py``): stage 0 presents a
+weight and a membrane address to synchronous read ports, stage 1 adds and writes back, and the
+membrane's transparent read port resolves a read of the word written in the same cycle. The
+tables are looked up as a token arrives; a small event buffer in front of stage 0 holds the
+next events (with their first weight and membrane addresses) while the walker is busy, and
+events that reach no tap are dropped at the port without ever reaching the walker.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Shape, Signal, Value, signed
+from amaranth.hdl import Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
-from amaranth.lib.memory import Memory
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..ir import QuantConv2d
-from .dense import SpikeSerializer, _lane_values, check_accumulator, fire_lane, group_layout, \
-    lanes_and_groups
+from .dense import check_accumulator
+from .lanes import lane_memories, lane_table, lane_values, lanes_and_groups, update_lanes
+from .spike_queue import SpikeQueue, queue_word
 from .tokens import address_layout, token_signature
 
 __all__ = ["ConvLIFEngine", "axis_taps", "check_conv", "conv_tap_counts"]
@@ -215,18 +215,6 @@ class ConvLIFEngine(wiring.Component):
             words[ci, :, :, :cog] = np.transpose(block, (1, 2, 0))
         return words.reshape(c_in * kh * kw * G, P)
 
-    def _lane_table(self, values: np.ndarray) -> np.ndarray:
-        """Per-channel ``values`` as a ``[GG, P]`` table; dead lanes copy channel group 0's."""
-        values = np.asarray(values, dtype=np.int64)
-        P, G, cog = self.lanes, self.groups, self.channels_per_group
-        table = np.empty((self.words_per_position, P), dtype=np.int64)
-        for k in range(self.words_per_position):
-            cg, g = divmod(k, G)
-            for lane in range(P):
-                local = g * P + lane
-                table[k, lane] = values[cg * cog + local] if local < cog else table[0, lane]
-        return table
-
     # ------------------------------------------------------------------------- hardware
 
     def elaborate(self, platform) -> Module:
@@ -242,18 +230,11 @@ class ConvLIFEngine(wiring.Component):
         n_weights = c_in * kh * kw * G
         direct = self.input_bits > 1
 
-        m.submodules.weights = weights = Memory(
-            shape=data.ArrayLayout(signed(layer.weight_bits), P),
-            depth=n_weights, init=self._weight_words().tolist())
-        w_rd = weights.read_port()
-
-        # The membrane holds u + b (docs/semantics.md), so it starts out as the biases.
-        bias = self._lane_table(layer.bias)
-        m.submodules.membrane = membrane = Memory(
-            shape=data.ArrayLayout(signed(layer.acc_bits), P), depth=words,
-            init=np.tile(bias, (h_out * w_out, 1)).tolist())
-        v_wr = membrane.write_port()
-        v_rd = membrane.read_port(transparent_for=(v_wr,))
+        # Per-channel values as [GG, P] tables, one block of channel groups per
+        # convolution group.
+        bias = lane_table(layer.bias, P, G, blocks=layer.groups)
+        w_rd, v_wr, v_rd = lane_memories(m, layer, self._weight_words(),
+                                         np.tile(bias, (h_out * w_out, 1)))
 
         # Address steps of the walker (see the module docstring).
         tap_w = sx * G - (G - 1)  # weight word: from the last group of a tap to the next tap
@@ -352,8 +333,9 @@ class ConvLIFEngine(wiring.Component):
             w_rd.addr.eq(w_addr),
             w_rd.en.eq(~stall),
         ]
-        threshold = _lane_values(m, "thresholds", self._lane_table(layer.threshold), k, ~stall)
-        bias_of = _lane_values(m, "biases", bias, k, ~stall)
+        threshold = lane_values(m, "thresholds", lane_table(layer.threshold, P, G, layer.groups),
+                                k, ~stall)
+        bias_of = lane_values(m, "biases", bias, k, ~stall)
 
         with m.If(advance):
             with m.If(at_end):
@@ -425,24 +407,10 @@ class ConvLIFEngine(wiring.Component):
             ]
 
         # Lanes at or past `full_lanes` have no channel in a convolution group's last
-        # channel group.
-        full_lanes = cog - (G - 1) * P
-        spikes = Signal(P)
-        for lane in range(P):
-            a = v_rd.data[lane]  # u + b + the weights added since the last tick
-            s, u = fire_lane(m, layer, a, threshold[lane], lane)
-            if lane >= full_lanes:
-                s = s & ~s1_dead
-            m.d.comb += spikes[lane].eq(s)
-
-            w = w_rd.data[lane] * s1_value if direct else w_rd.data[lane]
-            with m.If(~s1_fire):
-                m.d.comb += v_wr.data[lane].eq(a + w)
-            with m.Elif(s1_last):  # the next inference starts from u = 0
-                m.d.comb += v_wr.data[lane].eq(bias_of[lane])
-            with m.Else():
-                m.d.comb += v_wr.data[lane].eq(u + bias_of[lane])
-
+        # channel group (s1_dead).
+        spikes = update_lanes(m, layer, v_rd, w_rd, v_wr, value=s1_value if direct else None,
+                              threshold=threshold, bias=bias_of, fire=s1_fire, last=s1_last,
+                              dead=s1_dead, full_lanes=cog - (G - 1) * P)
         m.d.comb += [
             v_wr.addr.eq(s1_addr),
             v_wr.en.eq(s1_valid & ~stall),
@@ -450,28 +418,10 @@ class ConvLIFEngine(wiring.Component):
 
         # ---- spike queue and serializer
 
-        entry_layout = group_layout(layer.output_shape, P)
-        m.submodules.queue = queue = SyncFIFOBuffered(width=Shape.cast(entry_layout).width,
-                                                      depth=self.queue_depth + 2)
-        entry = Signal(entry_layout)
-        m.d.comb += [
-            entry.base.eq(s1_base),
-            entry.mask.eq(spikes),
-            entry.tick.eq(s1_end),
-            entry.last.eq(s1_end & s1_last),
-            queue.w_data.eq(entry.as_value()),
-            # Words without spikes need no entry, except the last one, which carries the tick.
-            queue.w_en.eq(s1_valid & s1_emit & (spikes.any() | s1_end)),
-            stall.eq(s1_valid & s1_emit & ~queue.w_rdy),
-        ]
-
-        m.submodules.serializer = serializer = SpikeSerializer(layer.output_shape, P)
-        m.d.comb += [
-            serializer.groups.valid.eq(queue.r_rdy),
-            serializer.groups.payload.eq(queue.r_data),
-            queue.r_en.eq(serializer.groups.ready),
-        ]
-        wiring.connect(m, serializer.tokens, wiring.flipped(self.spikes_out))
+        m.submodules.queue = queue = SpikeQueue(layer.output_shape, P, depth=self.queue_depth)
+        m.d.comb += stall.eq(queue_word(m, queue, valid=s1_valid, emit=s1_emit, base=s1_base,
+                                        spikes=spikes, end=s1_end, last=s1_last))
+        wiring.connect(m, queue.tokens, wiring.flipped(self.spikes_out))
 
         return m
 

@@ -25,7 +25,8 @@ from amaranth.lib.wiring import In, Out
 from ..ir import Flatten, MaxPool2d, QuantConv2d, QuantDense, QuantNetwork, SumPool2d
 from ..widths import address_bits, unsigned_bits
 from .conv import ConvLIFEngine, axis_taps, check_conv, conv_tap_counts
-from .dense import DenseLIFEngine, check_accumulator, lanes_and_groups
+from .dense import DenseLIFEngine, check_accumulator
+from .lanes import lanes_and_groups
 from .pool import FlattenRemap, MaxPoolDedup, SumPoolRemap, flatten_is_identity
 from .readout import Readout
 from .tokens import StreamShape, is_map, shape_size, token_layout, token_signature
