@@ -4,162 +4,32 @@ Every test drives spike tokens into the design, decodes every observed token str
 ``[samples, timesteps, neurons]`` spike arrays and compares them, and the readout, with
 ``hwgen.golden.run`` on the same inputs. Networks are small because the Python simulator is
 slow; the widths and corner cases (saturation, padding lanes, P not dividing N) are what the
-tests are after.
+tests are after. The drivers and monitors are in tests/hwsim.py.
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
+from functools import partial
 
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import ClockDomain, Elaboratable, Fragment, Module
-from amaranth.sim import Simulator
 
 from hwgen import golden
-from hwgen.hardware import DenseLIFEngine, NetworkTop, Readout, build_top, pack_token, \
-    token_layout, unpack_token
+from hwgen.hardware import DenseLIFEngine, Readout, build_top, pack_token, token_layout, \
+    unpack_token
 from hwgen.ir import Flatten, Leak, QuantNetwork
 from hwgen.testing import random_quant_network, random_spikes
 from hwgen.widths import accumulator_bits, address_bits
 
+import hwsim
+from hwsim import StreamDecoder, activity, drive, input_tokens, reset_midway, run, top_ports, \
+    unpack_counts, verilog_under_hash_seeds
 
-# ----------------------------------------------------------------------------- harness
-
-def input_tokens(sample: np.ndarray, rng: np.random.Generator) -> list[int]:
-    """The token sequence of one inference ``[T, N]``: each timestep's spikes in a random
-    order (the contract allows any), then its tick."""
-    timesteps, n = sample.shape
-    tokens = []
-    for t in range(timesteps):
-        addrs = np.flatnonzero(sample[t])
-        rng.shuffle(addrs)
-        tokens += [pack_token(n, addr=int(a)) for a in addrs]
-        tokens.append(pack_token(n, tick=True, last=t == timesteps - 1))
-    return tokens
-
-
-class StreamDecoder:
-    """Rebuilds ``[samples, T, N]`` spikes from the transfers of one token stream and checks
-    the stream rules: unique addresses in ascending order within a timestep, and ``last`` on
-    the tick of timestep ``T - 1`` only."""
-
-    def __init__(self, n: int, samples: int, timesteps: int, name: str):
-        self.n, self.timesteps, self.name = n, timesteps, name
-        self.spikes = np.zeros((samples, timesteps, n), dtype=np.uint8)
-        self.sample = self.t = 0
-        self.previous = -1
-
-    def transfer(self, payload: int) -> None:
-        addr, tick, last = unpack_token(self.n, payload)
-        where = f"{self.name}: sample {self.sample} timestep {self.t}"
-        assert self.sample < self.spikes.shape[0], f"{self.name}: token after the last inference"
-        if tick:
-            assert last == (self.t == self.timesteps - 1), f"{where}: last={last} on the tick"
-            self.previous = -1
-            self.t += 1
-            if last:
-                self.sample, self.t = self.sample + 1, 0
-        else:
-            assert addr < self.n, f"{where}: address {addr} out of range"
-            assert addr > self.previous, f"{where}: spike {addr} after {self.previous}"
-            assert self.t < self.timesteps, f"{where}: spike after the last timestep"
-            self.previous = addr
-            self.spikes[self.sample, self.t, addr] = 1
-
-    @property
-    def complete(self) -> bool:
-        return self.sample == self.spikes.shape[0]
-
-
-def simulate_top(top: NetworkTop, inputs: np.ndarray, *, gap: float = 0.0, seed: int = 0,
-                 max_cycles: int = 200_000) -> dict:
-    """Runs every sample of ``inputs`` ``[B, T, N_in]`` back to back through ``top``.
-
-    ``gap`` is the probability that the driver leaves a cycle idle before offering a token
-    (once offered, a token stays until it is taken, as streams require). Returns the decoded
-    spikes of every tap, the readout of each ``done`` pulse and per-inference timing.
-    """
-    qnet = top.qnet
-    samples, timesteps = inputs.shape[:2]
-    n_in = qnet.input_size
-    rng = np.random.default_rng(seed)
-    tokens = [tok for sample in inputs.reshape(samples, timesteps, n_in)
-              for tok in input_tokens(sample, rng)]
-    layers = qnet.spiking_layers
-    taps = [getattr(top, f"tap_{k}") for k in range(len(layers))]
-    decoders = [StreamDecoder(layer.out_features, samples, timesteps, f"tap_{k}")
-                for k, layer in enumerate(layers)]
-    c_bits = top.count_bits
-    result = {"counts": [], "prediction": [], "cycles": [], "tick_edges": [], "done_edges": [],
-              "start_edges": []}
-
-    async def testbench(ctx):
-        sent, opening, offer, drain = 0, True, False, None
-        for cycle in range(max_cycles):
-            offer = offer or (sent < len(tokens) and rng.random() >= gap)
-            ctx.set(top.spikes_in.valid, offer)
-            ctx.set(top.spikes_in.payload.as_value(), tokens[sent] if offer else 0)
-            _, _, ready, done, prediction, counts, cycles, *observed = await ctx.tick().sample(
-                top.spikes_in.ready, top.done, top.prediction, top.counts.as_value(), top.cycles,
-                *(s for tap in taps for s in (tap.valid, tap.ready, tap.payload.as_value())))
-            # Edge `cycle` ends the cycle in which these inputs were offered.
-            if offer and ready:
-                if opening:
-                    result["start_edges"].append(cycle)
-                _, tick, last = unpack_token(n_in, tokens[sent])
-                if tick:
-                    result["tick_edges"].append(cycle)
-                opening = tick and last
-                sent += 1
-                offer = False
-            for k, decoder in enumerate(decoders):
-                valid, tap_ready, payload = observed[3 * k: 3 * k + 3]
-                if valid and tap_ready:
-                    decoder.transfer(payload)
-            if done:
-                result["done_edges"].append(cycle)
-                result["prediction"].append(prediction)
-                result["counts"].append([(counts >> (k * c_bits)) & ((1 << c_bits) - 1)
-                                         for k in range(qnet.output_size)])
-                result["cycles"].append(cycles)
-                if len(result["prediction"]) == samples:
-                    # Watch a few more cycles, so that a stray extra token would show.
-                    drain = cycle + 8
-            if cycle == drain:
-                return
-        raise AssertionError(f"no result after {max_cycles} cycles")
-
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
-    assert all(d.complete for d in decoders), "a layer did not finish every inference"
-    result["spikes"] = [d.spikes for d in decoders]
-    return result
-
-
-def check_against_golden(qnet: QuantNetwork, parallel: int, inputs: np.ndarray, **kw) -> dict:
-    top = build_top(qnet, parallel)
-    got = simulate_top(top, inputs, **kw)
-    want = golden.run(qnet, inputs)
-    for k, (g, w) in enumerate(zip(got["spikes"], want.spikes)):
-        mismatch = np.argwhere(g != w.numpy())
-        assert len(mismatch) == 0, \
-            f"layer {k}: {len(mismatch)} spikes differ, first at [sample, t, neuron] = {mismatch[0]}"
-    assert got["counts"] == want.counts.tolist()
-    assert got["prediction"] == want.prediction.tolist()
-    got["top"] = top
-    return got
-
-
-def active_fraction(qnet: QuantNetwork, inputs: np.ndarray) -> list[float]:
-    """How much each layer fires: a test whose layers never (or always) fire proves little."""
-    return [float(s.float().mean()) for s in golden.run(qnet, inputs).spikes]
+# Dense networks are small: one that has not finished after 200 000 cycles has hung.
+simulate_top = partial(hwsim.simulate_top, max_cycles=200_000)
+check_against_golden = partial(hwsim.check_against_golden, max_cycles=200_000)
 
 
 # ----------------------------------------------------------------------------- tokens
@@ -181,8 +51,8 @@ def test_token_layout_matches_contract():
 def test_parallel_lanes(parallel):
     qnet = random_quant_network([12, 8, 6], seed=parallel, timesteps=5)
     inputs = random_spikes((2, 5, 12), 0.35, seed=10 + parallel)
-    activity = active_fraction(qnet, inputs)
-    assert all(0.05 < a < 0.95 for a in activity), activity
+    rates = activity(qnet, inputs)
+    assert all(0.05 < a < 0.95 for a in rates), rates
     check_against_golden(qnet, parallel, inputs)
 
 
@@ -224,8 +94,8 @@ def test_per_neuron_thresholds_and_biases():
     for layer, top in zip(qnet.spiking_layers, (40, 120)):  # a wide spread, so that a wrong
         layer.threshold = rng.integers(2, top, size=layer.out_features)  # lane's value shows
     inputs = random_spikes((4, 6, 10), 0.3, seed=41)
-    activity = active_fraction(qnet, inputs)
-    assert all(0.2 < a < 0.8 for a in activity), activity
+    rates = activity(qnet, inputs)
+    assert all(0.2 < a < 0.8 for a in rates), rates
     check_against_golden(qnet, 2, inputs)
 
 
@@ -277,67 +147,19 @@ def test_reset_abandons_a_half_finished_inference():
     qnet = random_quant_network([10, 8, 4], seed=76, timesteps=4, leak=Leak("none"),
                                 reset="none")
     inputs = random_spikes((2, 4, 10), 0.3, seed=76)
-    assert all(0.2 < a < 0.8 for a in active_fraction(qnet, inputs))
+    assert all(0.2 < a < 0.8 for a in activity(qnet, inputs))
     top = build_top(qnet, 3)
-    domain = ClockDomain("sync")
     rng = np.random.default_rng(77)
     # Half an inference of sample 0 (its spikes stay in the membranes), then sample 1.
-    tokens = input_tokens(inputs[0], rng)
+    tokens = input_tokens(inputs[0], top.input_shape, 0, rng)
     half = tokens[:len(tokens) // 2]
-    full = input_tokens(inputs[1], rng)
+    full = input_tokens(inputs[1], top.input_shape, 0, rng)
     decoders = [StreamDecoder(8, 1, 4, "tap_0"), StreamDecoder(4, 1, 4, "tap_1")]
-    got = {}
-
-    async def testbench(ctx):
-        for phase, stream in (("half", half), ("full", full)):
-            sent = 0
-            for _ in range(5_000):
-                offer = sent < len(stream)
-                ctx.set(top.spikes_in.valid, offer)
-                ctx.set(top.spikes_in.payload.as_value(), stream[sent] if offer else 0)
-                _, _, ready, done, counts, *observed = await ctx.tick().sample(
-                    top.spikes_in.ready, top.done, top.counts.as_value(),
-                    *(s for tap in (top.tap_0, top.tap_1)
-                      for s in (tap.valid, tap.ready, tap.payload.as_value())))
-                sent += offer and ready
-                if phase == "half" and sent == len(stream):
-                    await ctx.tick().repeat(20)  # let the layers chew on it
-                    ctx.set(domain.rst, 1)
-                    await ctx.tick()
-                    ctx.set(domain.rst, 0)
-                    break
-                if phase == "full":
-                    for k, decoder in enumerate(decoders):
-                        valid, tap_ready, payload = observed[3 * k: 3 * k + 3]
-                        if valid and tap_ready:
-                            decoder.transfer(payload)
-                    if done:
-                        got["counts"] = counts
-                        return
-        raise AssertionError("no result")
-
-    sim = Simulator(Fragment.get(_InDomain(top, domain), None))
-    sim.add_clock(1e-6, domain=domain)
-    sim.add_testbench(testbench)
-    sim.run()
+    counts = reset_midway(top, half, full, decoders, phase_cycles=5_000, chew=20)
     want = golden.run(qnet, inputs[1:])
     for decoder, spikes in zip(decoders, want.spikes):
         assert np.array_equal(decoder.spikes, spikes.numpy()), decoder.name
-    c = top.count_bits
-    assert [(got["counts"] >> (k * c)) & ((1 << c) - 1) for k in range(4)] == want.counts[0].tolist()
-
-
-class _InDomain(Elaboratable):
-    """``design`` in an explicit ``sync`` domain, so that a testbench can drive its reset."""
-
-    def __init__(self, design, domain: ClockDomain):
-        self.design, self.domain = design, domain
-
-    def elaborate(self, platform):
-        m = Module()
-        m.domains.sync = self.domain
-        m.submodules.design = self.design
-        return m
+    assert unpack_counts(counts, top.count_bits, 4) == want.counts[0].tolist()
 
 
 @pytest.mark.parametrize("sizes", [[1, 3, 1], [5, 1, 2]], ids=["n_in=1,n_out=1", "n_out=1 hidden"])
@@ -346,7 +168,7 @@ def test_tiny_layers(sizes):
     for layer in qnet.spiking_layers:  # thresholds a single input can cross
         layer.threshold[:] = 3
     inputs = random_spikes((2, 5, sizes[0]), 0.6, seed=81)
-    assert sum(active_fraction(qnet, inputs)) > 0
+    assert sum(activity(qnet, inputs)) > 0
     check_against_golden(qnet, 2, inputs)
 
 
@@ -383,33 +205,9 @@ def test_engine_output_backpressure():
     assert want.mean() > 0.5
     engine = DenseLIFEngine(layer, 4)
     rng = np.random.default_rng(92)
-    tokens = [tok for sample in inputs for tok in input_tokens(sample, rng)]
-    decoder = StreamDecoder(10, 2, 5, "engine")
-
-    async def testbench(ctx):
-        sent, stall = 0, 0
-        for _ in range(20_000):
-            if stall == 0 and rng.random() < 0.1:
-                stall = int(rng.integers(1, 40))  # long stretches of ready low
-            ctx.set(engine.spikes_out.ready, stall == 0)
-            stall = max(0, stall - 1)
-            offer = sent < len(tokens)
-            ctx.set(engine.spikes_in.valid, offer)
-            ctx.set(engine.spikes_in.payload.as_value(), tokens[sent] if offer else 0)
-            _, _, ready, valid, out_ready, payload = await ctx.tick().sample(
-                engine.spikes_in.ready, engine.spikes_out.valid, engine.spikes_out.ready,
-                engine.spikes_out.payload.as_value())
-            sent += offer and ready
-            if valid and out_ready:
-                decoder.transfer(payload)
-            if decoder.complete:
-                return
-        raise AssertionError("engine did not finish")
-
-    sim = Simulator(engine)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    tokens = [tok for sample in inputs for tok in input_tokens(sample, layer.in_features, 0, rng)]
+    decoder = drive(engine, tokens, StreamDecoder(10, 2, 5, "engine"), rng, out_stall=0.1,
+                    longest_stall=39, max_cycles=20_000)  # long stretches of ready low
     assert np.array_equal(decoder.spikes, want)
 
 
@@ -438,10 +236,7 @@ def test_readout_saturates_and_breaks_ties_low():
             await ctx.tick()
             assert not ctx.get(readout.done)
 
-    sim = Simulator(readout)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    run(readout, testbench)
     for spikes, (prediction, counts) in zip(cases, results):
         want = np.minimum(spikes.sum(axis=0), 3)
         assert counts == want.tolist()
@@ -510,12 +305,11 @@ def test_verilog_is_deterministic_and_has_contract_ports():
     text = verilog.convert(top, name="hwgen_top", emit_src=False)
     assert text == verilog.convert(top, name="hwgen_top", emit_src=False)
     assert text == verilog.convert(build_top(qnet, 4), name="hwgen_top", emit_src=False)
-    header = text[text.index("module hwgen_top("):].split(";")[0]
-    ports = {p.strip() for p in header[len("module hwgen_top("):].rstrip(")").split(",")}
-    assert ports == {"clk", "rst", "spikes_in__valid", "spikes_in__ready", "spikes_in__payload",
-                     "tap_0__valid", "tap_0__ready", "tap_0__payload",
-                     "tap_1__valid", "tap_1__ready", "tap_1__payload",
-                     "done", "prediction", "counts", "cycles"}
+    assert top_ports(text) == {
+        "clk", "rst", "spikes_in__valid", "spikes_in__ready", "spikes_in__payload",
+        "tap_0__valid", "tap_0__ready", "tap_0__payload",
+        "tap_1__valid", "tap_1__ready", "tap_1__payload",
+        "done", "prediction", "counts", "cycles"}
     assert "input [5:0] spikes_in__payload" in text
     assert "output [8:0] counts" in text  # 3 outputs x ceil(log2(5 + 1)) bits
     assert "output [31:0] cycles" in text
@@ -523,15 +317,8 @@ def test_verilog_is_deterministic_and_has_contract_ports():
 
 def test_verilog_does_not_depend_on_the_hash_seed():
     """Set and dict iteration orders change with PYTHONHASHSEED: the text must not."""
-    script = ("import sys\n"
-              "from amaranth.back import verilog\n"
-              "from hwgen.hardware import build_top\n"
-              "from hwgen.testing import random_quant_network\n"
-              "qnet = random_quant_network([10, 6, 3], seed=120, timesteps=5,"
-              " per_neuron_threshold=True)\n"
-              "sys.stdout.write(verilog.convert(build_top(qnet, 4), name='hwgen_top',"
-              " emit_src=False))\n")
-    texts = {subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
-                            text=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
-             for seed in ("1", "2")}
+    texts = verilog_under_hash_seeds(
+        "from hwgen.testing import random_quant_network\n"
+        "qnet = random_quant_network([10, 6, 3], seed=120, timesteps=5, per_neuron_threshold=True)",
+        parallel=4)
     assert len(texts) == 1 and "module hwgen_top" in texts.pop()
