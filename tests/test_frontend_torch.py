@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import snntorch as snn
-import snntorch.utils
 import torch
 from torch import nn
 
-from hwgen.errors import HwgenError
 from hwgen.frontend import import_torch, load_torch_model
 from hwgen.ir import Dense, Flatten
 from hwgen.ir_sim import run_float
+
+from snntorch_ref import input_spikes, one_line_error, refuses, run_snntorch
 
 B, T = 8, 20
 
@@ -39,40 +39,6 @@ def _init_linears(model: nn.Module, seed: int, gain: float = 2.0, shift: float =
                 m.weight.copy_(w + shift)
                 if m.bias is not None:
                     m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.2)
-
-
-def _leaky_layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, snn.Leaky)]
-
-
-def run_snntorch(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Each Leaky's output spikes, [B, T, N] uint8, from snnTorch's own forward pass."""
-    records: list[list[torch.Tensor]] = [[] for _ in _leaky_layers(model)]
-    hooks = []
-    for rec, lif in zip(records, _leaky_layers(model)):
-        def hook(_m, _inp, out, rec=rec):
-            spk = out[0] if isinstance(out, tuple) else out
-            rec.append(spk.detach().clone())
-        hooks.append(lif.register_forward_hook(hook))
-    try:
-        snntorch.utils.reset(model)
-        with torch.no_grad():
-            for t in range(x.shape[1]):
-                model(x[:, t])
-    finally:
-        for h in hooks:
-            h.remove()
-    out = []
-    for rec in records:
-        s = torch.stack(rec, dim=1)
-        assert torch.all((s == 0) | (s == 1))
-        out.append(s.to(torch.uint8))
-    return out
-
-
-def _spikes(shape: tuple[int, ...], seed: int, rate: float = 0.3) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return (torch.rand(shape, generator=gen) < rate).to(torch.float32)
 
 
 class FcNet(nn.Module):
@@ -147,7 +113,7 @@ def test_run_float_matches_snntorch_spike_for_spike(case: str) -> None:
     net = import_torch(model, shape if len(shape) > 1 else None, name=case)
     assert net.input_shape == shape
 
-    x = _spikes((B, T, *shape), seed=len(case))
+    x = input_spikes((B, T, *shape), seed=len(case))
     expected = run_snntorch(model, x)
     trace = run_float(net, x)
 
@@ -180,7 +146,7 @@ def test_run_float_matches_snntorch_on_threshold_ties(reset: str) -> None:
             if isinstance(m, nn.Linear):
                 m.weight.copy_(values[torch.randint(0, len(values), m.weight.shape, generator=gen)])
                 m.bias.copy_(values[torch.randint(0, len(values), m.bias.shape, generator=gen)] / 2)
-    x = _spikes((B, T, 20), seed=1)
+    x = input_spikes((B, T, 20), seed=1)
     net = import_torch(model)
     for want, got in zip(run_snntorch(model, x), run_float(net, x).spikes):
         assert torch.equal(got, want)
@@ -250,20 +216,10 @@ def _seq(*layers: nn.Module) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _raises(model: nn.Module, *fragments: str, input_shape=None) -> str:
-    with pytest.raises(HwgenError) as info:
-        import_torch(model, input_shape)
-    msg = str(info.value)
-    assert "\n" not in msg
-    for fragment in fragments:
-        assert fragment in msg, f"{fragment!r} not in: {msg}"
-    return msg
-
-
 def test_unsupported_layer_is_named_with_the_supported_list() -> None:
     model = _seq(nn.Linear(4, 4), snn.Leaky(beta=0.9, init_hidden=True), nn.ReLU(),
                  nn.Linear(4, 2), snn.Leaky(beta=0.9, init_hidden=True))
-    _raises(model, "layer '2'", "nn.ReLU", "supported layers", "nn.Linear", "snntorch.Leaky")
+    refuses(model, "layer '2'", "nn.ReLU", "supported layers", "nn.Linear", "snntorch.Leaky")
 
 
 def test_unsupported_layer_in_a_traced_module_uses_its_path() -> None:
@@ -276,30 +232,30 @@ def test_unsupported_layer_in_a_traced_module_uses_its_path() -> None:
         def forward(self, x):
             return self.layers(x)
 
-    _raises(Net(), "layer 'layers.2'", "Unflatten", "supported layers")
+    refuses(Net(), "layer 'layers.2'", "Unflatten", "supported layers")
 
 
 def test_other_snntorch_neurons_are_refused() -> None:
     model = _seq(nn.Linear(4, 4), snn.Synaptic(alpha=0.9, beta=0.8, init_hidden=True))
-    _raises(model, "layer '1'", "snntorch.Synaptic", "only snntorch.Leaky")
+    refuses(model, "layer '1'", "snntorch.Synaptic", "only snntorch.Leaky")
 
 
 def test_nan_weight_and_inf_threshold() -> None:
     model = _seq(nn.Linear(4, 3), snn.Leaky(beta=0.9, init_hidden=True))
     with torch.no_grad():
         model[0].weight[1, 2] = float("nan")
-    _raises(model, "layer '0'", "'weight'", "NaN/inf", "(1, 2)")
+    refuses(model, "layer '0'", "'weight'", "NaN/inf", "(1, 2)")
 
     model = _seq(nn.Linear(4, 3), snn.Leaky(beta=0.9, init_hidden=True,
                                             threshold=torch.tensor([1.0, float("inf"), 1.0])))
-    _raises(model, "layer '1'", "'threshold'", "NaN/inf")
+    refuses(model, "layer '1'", "'threshold'", "NaN/inf")
 
     model = _seq(nn.Linear(4, 3), snn.Leaky(beta=float("nan"), init_hidden=True))
-    _raises(model, "layer '1'", "'beta'", "NaN/inf")
+    refuses(model, "layer '1'", "'beta'", "NaN/inf")
 
 
 def test_threshold_must_be_positive() -> None:
-    _raises(_seq(nn.Linear(4, 3), snn.Leaky(beta=0.9, threshold=0.0, init_hidden=True)),
+    refuses(_seq(nn.Linear(4, 3), snn.Leaky(beta=0.9, threshold=0.0, init_hidden=True)),
             "layer '1'", "threshold must be > 0")
 
 
@@ -313,7 +269,7 @@ def test_non_chain_models() -> None:
         def forward(self, x):
             return self.lif(self.fc(x) + x)
 
-    _raises(Skip(), "Skip.forward", "outside a layer module", "nn.Sequential")
+    refuses(Skip(), "Skip.forward", "outside a layer module", "nn.Sequential")
 
     class Stateful(nn.Module):  # the classic snnTorch tutorial style, mem passed around
         def __init__(self) -> None:
@@ -324,7 +280,7 @@ def test_non_chain_models() -> None:
         def forward(self, x, mem):
             return self.lif(self.fc(x), mem)
 
-    _raises(Stateful(), "takes 2 inputs", "init_hidden=True")
+    refuses(Stateful(), "takes 2 inputs", "init_hidden=True")
 
     class Unpacks(nn.Module):
         def __init__(self) -> None:
@@ -338,7 +294,7 @@ def test_non_chain_models() -> None:
             spk, _mem = self.lif1(self.fc1(x))
             return self.lif2(self.fc2(spk))
 
-    _raises(Unpacks(), "unpacks the (spk, mem) tuple", "'lif1'", "init_hidden=True")
+    refuses(Unpacks(), "unpacks the (spk, mem) tuple", "'lif1'", "init_hidden=True")
 
     class Loops(nn.Module):
         def __init__(self) -> None:
@@ -351,20 +307,20 @@ def test_non_chain_models() -> None:
                 x = self.lif(self.fc(x))
             return x
 
-    _raises(Loops(), "more than once")
+    refuses(Loops(), "more than once")
 
 
 def test_pairing_errors() -> None:
     L = snn.Leaky
-    _raises(_seq(nn.Linear(4, 4), L(beta=0.9, init_hidden=True), nn.Linear(4, 2)),
+    refuses(_seq(nn.Linear(4, 4), L(beta=0.9, init_hidden=True), nn.Linear(4, 2)),
             "layer '2'", "not followed by a spiking neuron")
-    _raises(_seq(nn.Linear(4, 4), nn.Linear(4, 2), L(beta=0.9, init_hidden=True)),
+    refuses(_seq(nn.Linear(4, 4), nn.Linear(4, 2), L(beta=0.9, init_hidden=True)),
             "layer '0'", "followed by '1'")
-    _raises(_seq(nn.Linear(4, 4), L(beta=0.9, init_hidden=True), L(beta=0.9, init_hidden=True)),
+    refuses(_seq(nn.Linear(4, 4), L(beta=0.9, init_hidden=True), L(beta=0.9, init_hidden=True)),
             "neuron layer '2'", "not preceded by an nn.Linear")
-    _raises(_seq(nn.Linear(4, 4), nn.Flatten(), L(beta=0.9, init_hidden=True)),
+    refuses(_seq(nn.Linear(4, 4), nn.Flatten(), L(beta=0.9, init_hidden=True)),
             "layer '1'", "between Linear '0' and its neuron")
-    _raises(_seq(nn.Linear(4, 4), L(beta=0.9, init_hidden=False), nn.Linear(4, 2),
+    refuses(_seq(nn.Linear(4, 4), L(beta=0.9, init_hidden=False), nn.Linear(4, 2),
                  L(beta=0.9, init_hidden=True)),
             "neuron layer '1'", "(spk, mem) tuple")
 
@@ -380,7 +336,7 @@ def test_neuron_options_that_change_the_dynamics() -> None:
         (L(beta=0.9, init_hidden=True, spike_grad=torch.sigmoid), "Heaviside"),
     ]
     for lif, fragment in cases:
-        _raises(_seq(nn.Linear(4, 3), lif), "neuron layer '1'", fragment)
+        refuses(_seq(nn.Linear(4, 3), lif), "neuron layer '1'", fragment)
 
     # A learnable factor that is still exactly 1 changes nothing, so it is accepted ...
     ok = L(beta=0.9, init_hidden=True, learn_graded_spikes_factor=True)
@@ -388,7 +344,7 @@ def test_neuron_options_that_change_the_dynamics() -> None:
     # ... but one that training moved is not.
     with torch.no_grad():
         ok.graded_spikes_factor.fill_(1.25)
-    _raises(_seq(nn.Linear(4, 3), ok), "learn_graded_spikes_factor=True")
+    refuses(_seq(nn.Linear(4, 3), ok), "learn_graded_spikes_factor=True")
 
 
 def test_reset_mechanism_changed_after_construction_is_refused() -> None:
@@ -396,17 +352,17 @@ def test_reset_mechanism_changed_after_construction_is_refused() -> None:
     # module keeps subtracting. Refusing beats guessing which one the user meant.
     lif = snn.Leaky(beta=0.9, init_hidden=True)
     lif.reset_mechanism = "zero"
-    _raises(_seq(nn.Linear(4, 3), lif), "resets by 'subtract'", "says 'zero'")
+    refuses(_seq(nn.Linear(4, 3), lif), "resets by 'subtract'", "says 'zero'")
 
 
 def test_input_shape_rules() -> None:
     flat = _seq(nn.Flatten(), nn.Linear(16, 4), snn.Leaky(beta=0.9, init_hidden=True))
-    _raises(flat, "--input-shape")
-    _raises(flat, "has 12 elements", "in_features=16", input_shape=(1, 3, 4))
+    refuses(flat, "--input-shape")
+    refuses(flat, "has 12 elements", "in_features=16", input_shape=(1, 3, 4))
     assert import_torch(flat, (4, 4)).input_shape == (4, 4)
     lin = _seq(nn.Linear(16, 4), snn.Leaky(beta=0.9, init_hidden=True))
-    _raises(lin, "add nn.Flatten()", input_shape=(4, 4))
-    _raises(lin, "in_features=16", input_shape=(15,))
+    refuses(lin, "add nn.Flatten()", input_shape=(4, 4))
+    refuses(lin, "in_features=16", input_shape=(15,))
 
 
 # ----------------------------------------------------------------------------- loading
@@ -441,13 +397,7 @@ def _write_model_file(directory: Path, hidden: int = 8) -> Path:
 
 
 def _load_raises(spec: str, weights: str | None, *fragments: str) -> str:
-    with pytest.raises(HwgenError) as info:
-        load_torch_model(spec, weights)
-    msg = str(info.value)
-    assert "\n" not in msg
-    for fragment in fragments:
-        assert fragment in msg, f"{fragment!r} not in: {msg}"
-    return msg
+    return one_line_error(lambda: load_torch_model(spec, weights), *fragments)
 
 
 def test_path_spec_with_state_dict_weights(tmp_path: Path) -> None:
@@ -542,7 +492,7 @@ def test_whole_module_files(tmp_path: Path) -> None:
     _init_linears(model, seed=3)
     torch.save(model, tmp_path / "snn.pt")
     net = import_torch(load_torch_model(str(tmp_path / "snn.pt"), None))
-    x = _spikes((B, T, 6), seed=1)
+    x = input_spikes((B, T, 6), seed=1)
     for want, got in zip(run_snntorch(model, x), run_float(net, x).spikes):
         assert torch.equal(want, got)
 

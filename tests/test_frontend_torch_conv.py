@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import snntorch as snn
-import snntorch.utils
 import torch
 from torch import nn
 
-from hwgen.errors import HwgenError
 from hwgen.frontend import import_torch
 from hwgen.ir import Conv2d, Dense, Flatten, MaxPool2d, SumPool2d, from_json, to_json
 from hwgen.ir_sim import run_float
+
+from snntorch_ref import input_spikes, refuses, run_snntorch
 
 B, T = 6, 12
 L = snn.Leaky
@@ -46,37 +46,6 @@ def _init(model: nn.Module, seed: int, gain: float = 2.5, shift: float = 0.0) ->
                     m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
                     m.bias.copy_(torch.randn(c, generator=gen) * 0.2 + 0.2)
     return model.eval()
-
-
-def run_snntorch(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Each Leaky's output spikes from snnTorch's own forward pass, [B, T, N] uint8 (C order)."""
-    leakies = [m for m in model.modules() if isinstance(m, snn.Leaky)]
-    records: list[list[torch.Tensor]] = [[] for _ in leakies]
-    hooks = []
-    for rec, lif in zip(records, leakies):
-        def hook(_m, _inp, out, rec=rec):
-            spk = out[0] if isinstance(out, tuple) else out
-            rec.append(spk.detach().reshape(spk.shape[0], -1).clone())
-        hooks.append(lif.register_forward_hook(hook))
-    try:
-        snntorch.utils.reset(model)
-        with torch.no_grad():
-            for t in range(x.shape[1]):
-                model(x[:, t])
-    finally:
-        for h in hooks:
-            h.remove()
-    out = []
-    for rec in records:
-        s = torch.stack(rec, dim=1)
-        assert torch.all((s == 0) | (s == 1))
-        out.append(s.to(torch.uint8))
-    return out
-
-
-def _spikes(shape: tuple[int, ...], seed: int, rate: float = 0.3) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return (torch.rand(shape, generator=gen) < rate).to(torch.float32)
 
 
 def _rates(spikes: list[torch.Tensor]) -> list[float]:
@@ -174,7 +143,7 @@ def test_run_float_matches_snntorch_conv_spike_for_spike(case: str) -> None:
     _init(model, seed=sum(map(ord, case)))
     net = import_torch(model, shape, name=case)
     assert net.input_shape == shape
-    x = _spikes((B, T, *shape), seed=len(case))
+    x = input_spikes((B, T, *shape), seed=len(case))
     _assert_identical(model, net, x, case)
 
 
@@ -195,7 +164,7 @@ def test_conv_threshold_ties_follow_snntorch(reset: str) -> None:
             if isinstance(m, (nn.Linear, nn.Conv2d)):
                 m.weight.copy_(values[torch.randint(0, len(values), m.weight.shape, generator=gen)])
                 m.bias.copy_(values[torch.randint(0, len(values), m.bias.shape, generator=gen)] / 2)
-    x = _spikes((B, T, 2, 8, 8), seed=1)
+    x = input_spikes((B, T, 2, 8, 8), seed=1)
     _assert_identical(model.eval(), import_torch(model, (2, 8, 8)), x, f"ties-{reset}")
 
 
@@ -231,7 +200,7 @@ def test_avgpool_with_a_window_that_is_not_a_power_of_two_is_near_exact() -> Non
         nn.Flatten(), nn.Linear(6 * 4 * 4, 8), L(beta=0.9, init_hidden=True)), seed=4)
     net = import_torch(model, (2, 14, 14))
     assert np.allclose(net.layers[-1].weight, model[4].weight.detach().numpy() / 9, rtol=1e-6)
-    x = _spikes((B, T, 2, 14, 14), seed=4)
+    x = input_spikes((B, T, 2, 14, 14), seed=4)
     want, got = run_snntorch(model, x), run_float(net, x).spikes
     agreement = [float((w == g).float().mean()) for w, g in zip(want, got)]
     print(f"AvgPool2d(3) folded as 1/9: spike agreement per layer {agreement}")
@@ -284,7 +253,7 @@ def test_batchnorm_fold_is_exactly_a_convolution_with_folded_parameters() -> Non
         assert np.array_equal(layer.weight, conv.weight.detach().numpy())
         assert np.array_equal(layer.bias, conv.bias.detach().numpy())
     # Against snnTorch running the folded convolutions: bit-exact, as for any conv model.
-    _assert_identical(folded, net, _spikes((B, T, 2, 10, 10), seed=3), "folded by hand")
+    _assert_identical(folded, net, input_spikes((B, T, 2, 10, 10), seed=3), "folded by hand")
 
 
 def test_batchnorm_fold_against_snntorch_with_batchnorm() -> None:
@@ -296,7 +265,7 @@ def test_batchnorm_fold_against_snntorch_with_batchnorm() -> None:
     for seed in range(3):
         model = _bn_model(seed)
         net = import_torch(model, (2, 10, 10))
-        x = _spikes((B, T, 2, 10, 10), seed=seed)
+        x = input_spikes((B, T, 2, 10, 10), seed=seed)
         want, got = run_snntorch(model, x), run_float(net, x).spikes
         diffs = [int((w != g).sum()) for w, g in zip(want, got)]
         print(f"BatchNorm2d folded, seed {seed}: differing spikes per layer {diffs} of "
@@ -326,7 +295,7 @@ def test_batchnorm_fold_differs_only_at_threshold_ties() -> None:
             model[1].bias.fill_(0.05)
         return model.eval()
 
-    x = _spikes((B, T, 2, 10, 10), seed=0, rate=0.4)
+    x = input_spikes((B, T, 2, 10, 10), seed=0, rate=0.4)
     probe = build(1.0)
     mems: list[torch.Tensor] = []
     probe[2].register_forward_hook(lambda mod, _i, _o: mems.append(mod.mem.clone()))
@@ -391,22 +360,12 @@ def test_float_ir_json_round_trip_keeps_every_spike() -> None:
     _init(model, seed=2)
     net = import_torch(model, shape)
     again = from_json(to_json(net))
-    x = _spikes((B, 6, *shape), seed=2)
+    x = input_spikes((B, 6, *shape), seed=2)
     for a, b in zip(run_float(net, x).spikes, run_float(again, x).spikes):
         assert torch.equal(a, b)
 
 
 # ----------------------------------------------------------------------------- errors
-
-def _raises(model: nn.Module, *fragments: str, input_shape=None) -> str:
-    with pytest.raises(HwgenError) as info:
-        import_torch(model, input_shape)
-    msg = str(info.value)
-    assert "\n" not in msg
-    for fragment in fragments:
-        assert fragment in msg, f"{fragment!r} not in: {msg}"
-    return msg
-
 
 def test_pooling_membrane_currents_is_refused() -> None:
     # snnTorch's tutorial CSNN: Conv2d -> MaxPool2d -> Leaky.
@@ -414,10 +373,10 @@ def test_pooling_membrane_currents_is_refused() -> None:
         nn.Conv2d(1, 12, 5), nn.MaxPool2d(2), L(beta=0.5, init_hidden=True),
         nn.Conv2d(12, 64, 5), nn.MaxPool2d(2), L(beta=0.5, init_hidden=True),
         nn.Flatten(), nn.Linear(64 * 4 * 4, 10), L(beta=0.5, init_hidden=True, output=True))
-    _raises(tutorial, "layer '1'", "nn.MaxPool2d", "Conv2d '0'", "currents",
+    refuses(tutorial, "layer '1'", "nn.MaxPool2d", "Conv2d '0'", "currents",
             "move the pool after the neuron", "nn.Conv2d -> snntorch.Leaky -> nn.MaxPool2d",
             input_shape=(1, 28, 28))
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), nn.AvgPool2d(2), L(beta=0.5, init_hidden=True)),
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), nn.AvgPool2d(2), L(beta=0.5, init_hidden=True)),
             "layer '1'", "nn.AvgPool2d", "currents", input_shape=(1, 8, 8))
 
 
@@ -427,7 +386,7 @@ def test_pooling_membrane_currents_is_refused() -> None:
     (nn.Conv2d(1, 4, 4, padding="same"), "even kernel"),
 ])
 def test_unsupported_convolution_options(conv: nn.Conv2d, fragment: str) -> None:
-    _raises(nn.Sequential(conv, L(beta=0.5, init_hidden=True)), "layer '0'", "nn.Conv2d",
+    refuses(nn.Sequential(conv, L(beta=0.5, init_hidden=True)), "layer '0'", "nn.Conv2d",
             fragment, input_shape=(1, 8, 8))
 
 
@@ -440,47 +399,47 @@ def test_unsupported_convolution_options(conv: nn.Conv2d, fragment: str) -> None
 def test_unsupported_layer_in_a_conv_net(layer: nn.Module, fragment: str) -> None:
     model = nn.Sequential(nn.Conv2d(1, 4, 3), L(beta=0.5, init_hidden=True), layer,
                           nn.Flatten(), nn.Linear(4, 2), L(beta=0.5, init_hidden=True))
-    _raises(model, "layer '2'", fragment, "supported layers", "nn.Conv2d", input_shape=(1, 8, 8))
+    refuses(model, "layer '2'", fragment, "supported layers", "nn.Conv2d", input_shape=(1, 8, 8))
 
 
 def test_shape_mismatches_name_the_layer() -> None:
     lif = lambda: L(beta=0.5, init_hidden=True)  # noqa: E731
-    _raises(nn.Sequential(nn.Conv2d(3, 4, 3), lif()), "layer '0'", "in_channels=3",
+    refuses(nn.Sequential(nn.Conv2d(3, 4, 3), lif()), "layer '0'", "in_channels=3",
             "receives 1 channels", "--input-shape", input_shape=(1, 8, 8))
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.Conv2d(5, 4, 3), lif()),
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.Conv2d(5, 4, 3), lif()),
             "layer '2'", "in_channels=5", "receives 4 channels", "neuron layer '1'",
             input_shape=(1, 8, 8))
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.Linear(6, 2), lif()),
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.Linear(6, 2), lif()),
             "layer '2'", "nn.Linear", "add nn.Flatten()", input_shape=(1, 8, 8))
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.MaxPool2d(2), nn.Flatten(),
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.MaxPool2d(2), nn.Flatten(),
                           nn.Linear(64, 2), lif()),
             "layer '4'", "in_features=64", "produces 36", input_shape=(1, 8, 8))
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 5), lif()), "layer '0'", "5x5 kernel",
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 5), lif()), "layer '0'", "5x5 kernel",
             "3x3 map", input_shape=(1, 3, 3))
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.MaxPool2d(8), nn.Flatten(),
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.MaxPool2d(8), nn.Flatten(),
                           nn.Linear(4, 2), lif()),
             "layer '2'", "8x8 window", "6x6 map", input_shape=(1, 8, 8))
-    _raises(nn.Sequential(nn.Linear(8, 8), lif(), nn.Conv2d(1, 4, 3), lif()),
+    refuses(nn.Sequential(nn.Linear(8, 8), lif(), nn.Conv2d(1, 4, 3), lif()),
             "layer '2'", "(C, H, W)", "(8,)")
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), lif()), "(C, H, W)", "--input-shape",
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), lif()), "(C, H, W)", "--input-shape",
             input_shape=(64,))
 
 
 def test_input_shape_is_required_for_conv_models() -> None:
     lif = lambda: L(beta=0.5, init_hidden=True)  # noqa: E731
-    _raises(nn.Sequential(nn.Conv2d(3, 4, 3), lif()), "nn.Conv2d '0'", "in_channels=3",
+    refuses(nn.Sequential(nn.Conv2d(3, 4, 3), lif()), "nn.Conv2d '0'", "in_channels=3",
             "--input-shape 3,")
-    _raises(nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(2, 4, 3), lif()), "nn.MaxPool2d",
+    refuses(nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(2, 4, 3), lif()), "nn.MaxPool2d",
             "--input-shape 2,")
 
 
 def test_neuron_parameters_must_be_per_channel() -> None:
     per_position = torch.rand(4, 6, 6) + 0.5
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), L(beta=0.5, threshold=per_position,
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), L(beta=0.5, threshold=per_position,
                                                  init_hidden=True)),
             "layer '1'", "'threshold' differs between positions of output channel 0",
             "[4, 1, 1]", input_shape=(1, 8, 8))
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), L(beta=torch.rand(5), init_hidden=True)),
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), L(beta=torch.rand(5), init_hidden=True)),
             "layer '1'", "'beta' has shape [5]", "does not broadcast", input_shape=(1, 8, 8))
     # Per-position tensors that happen to be constant per channel are accepted.
     constant = torch.tensor([0.5, 0.6, 0.7, 0.8]).view(4, 1, 1).expand(4, 6, 6).clone()
@@ -491,26 +450,26 @@ def test_neuron_parameters_must_be_per_channel() -> None:
 
 def test_pooling_and_batchnorm_placement_errors() -> None:
     lif = lambda: L(beta=0.5, init_hidden=True)  # noqa: E731
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3), lif()),
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3), lif()),
             "layer '2'", "nn.BatchNorm2d", "does not directly follow an nn.Conv2d",
             input_shape=(1, 8, 8))
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, track_running_stats=False),
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, track_running_stats=False),
                           lif()), "layer '1'", "track_running_stats=False", input_shape=(1, 8, 8))
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(5), lif()), "layer '1'",
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(5), lif()), "layer '1'",
             "num_features=5", input_shape=(1, 8, 8))
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.AvgPool2d(2), nn.MaxPool2d(2),
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.AvgPool2d(2), nn.MaxPool2d(2),
                           nn.Flatten(), nn.Linear(4, 2), lif()),
             "layer '3'", "max-pools the output of an nn.AvgPool2d", input_shape=(1, 10, 10))
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.MaxPool2d(2)), "layer '2'",
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.MaxPool2d(2)), "layer '2'",
             "after the last neuron layer", input_shape=(1, 8, 8))
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.MaxPool2d(2, ceil_mode=True),
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.MaxPool2d(2, ceil_mode=True),
                           nn.Flatten(), nn.Linear(36, 2), lif()),
             "layer '2'", "ceil_mode=True", input_shape=(1, 9, 9))
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.AvgPool2d(2, padding=1,
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.AvgPool2d(2, padding=1,
                                                                    count_include_pad=False),
                           nn.Flatten(), nn.Linear(64, 2), lif()),
             "layer '2'", "count_include_pad=False", input_shape=(1, 8, 8))
-    _raises(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), lif()), "layer '1'",
+    refuses(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), lif()), "layer '1'",
             "between Conv2d '0' and its neuron", input_shape=(1, 8, 8))
     # ceil_mode that adds no partial window changes nothing and is accepted.
     import_torch(nn.Sequential(nn.Conv2d(1, 4, 3), lif(), nn.MaxPool2d(2, ceil_mode=True),
