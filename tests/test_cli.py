@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from hwgen import digits
-from hwgen.cli import main
+
+from cli_helpers import assert_clean_failure, run_cli
 
 TINY_MODEL = textwrap.dedent("""
     import snntorch as snn
@@ -35,22 +36,6 @@ def model_file(tmp_path):
     path = tmp_path / "models.py"
     path.write_text(TINY_MODEL)
     return path
-
-
-def run_cli(args, capsys):
-    code = main([str(a) for a in args])
-    err = capsys.readouterr().err
-    return code, err
-
-
-def assert_clean_failure(code, err, out, *fragments):
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("hwgen: error: "), err
-    for fragment in fragments:
-        assert fragment in err, err
-    assert not out.exists()
-    assert not list(out.parent.glob(f".{out.name}.*")), "staging folder left behind"
 
 
 def test_generate_writes_every_artefact(model_file, tmp_path, capsys):

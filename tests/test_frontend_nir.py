@@ -25,11 +25,12 @@ import torch
 from torch import nn
 
 import nir
-from hwgen.cli import main
 from hwgen.errors import HwgenError
 from hwgen.frontend import import_nir
 from hwgen.ir import Conv2d, Dense, Flatten, SumPool2d
 from hwgen.ir_sim import run_float
+
+from cli_helpers import assert_clean_failure, run_cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cnn_sinabs.nir"
 # The fixture's spiking nodes in the order spikes flow (its keys sort as 1, 10, 12, 3, 6).
@@ -569,21 +570,6 @@ def test_bad_reset_and_dt_arguments():
 
 
 # ----------------------------------------------------------------------------- CLI
-
-def assert_clean_failure(code, err, out, *fragments):
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("hwgen: error: "), err
-    for fragment in fragments:
-        assert fragment in err, err
-    assert not out.exists()
-    assert not list(out.parent.glob(f".{out.name}.*")), "staging folder left behind"
-
-
-def run_cli(args, capsys):
-    code = main([str(a) for a in args])
-    return code, capsys.readouterr().err
-
 
 def test_cli_bad_nir_files(tmp_path, capsys):
     out = tmp_path / "out"
