@@ -25,6 +25,9 @@ TINY_MODEL = textwrap.dedent("""
         return nn.Sequential(nn.Linear(6, 5), snn.Leaky(beta=0.75, init_hidden=True),
                              nn.Linear(5, 3), snn.Leaky(beta=0.75, init_hidden=True))
 
+    def conv_only():
+        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), snn.Leaky(beta=0.75, init_hidden=True))
+
     def with_relu():
         return nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3),
                              snn.Leaky(beta=0.75, init_hidden=True))
@@ -75,6 +78,12 @@ def test_unsupported_layer_is_named_with_the_supported_list(model_file, tmp_path
     out = tmp_path / "out"
     code, err = run_cli(["generate", f"{model_file}:with_relu", "-o", out], capsys)
     assert_clean_failure(code, err, out, "ReLU", "Linear", "Leaky")
+
+
+def test_a_network_without_a_classifier_layer_is_refused(model_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, err = run_cli(["generate", f"{model_file}:conv_only", "-o", out, "--input-shape", "1,20,20"], capsys)
+    assert_clean_failure(code, err, out, "layer '0' is the last layer and has 3200 neurons", "classifier layer")
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
