@@ -84,10 +84,10 @@ class SynthesisHarness(Elaboratable):
 
         m = Module()
         m.submodules.network = net = build_top(self.qnet, self.parallel)
-        uart = platform.request(platform.facts.uart, 0)
+        rx, tx, leds = _pins(m, platform, len(net.prediction))
         width = len(net.spikes_in.payload.as_value())
         shift_in = Signal(width + 1)
-        m.d.sync += shift_in.eq(Cat(uart.rx.i, shift_in[:-1]))
+        m.d.sync += shift_in.eq(Cat(rx.i, shift_in[:-1]))
         m.d.comb += [net.spikes_in.valid.eq(shift_in[0]),
                      net.spikes_in.payload.eq(shift_in[1:])]
         result = Cat(net.spikes_in.ready, net.prediction, net.counts.as_value(), net.cycles)
@@ -96,10 +96,24 @@ class SynthesisHarness(Elaboratable):
             m.d.sync += shift_out.eq(result)
         with m.Else():
             m.d.sync += shift_out.eq(shift_out >> 1)
-        m.d.comb += uart.tx.o.eq(shift_out[0])
-        for i in range(min(platform.led_count(), len(net.prediction))):
-            m.d.comb += platform.request(platform.facts.leds, i).o.eq(net.prediction[i])
+        m.d.comb += tx.o.eq(shift_out[0])
+        for i, led in enumerate(leds):
+            m.d.comb += led.o.eq(net.prediction[i])
         return m
+
+
+def _pins(m: Module, platform, leds: int):
+    """Buffers of the board's UART rx and tx pins and of its first ``leds`` LEDs."""
+    from amaranth.lib import io
+
+    uart = platform.request(platform.facts.uart, 0, dir="-")
+    m.submodules.uart_rx_pin = rx = io.Buffer("i", uart.rx)
+    m.submodules.uart_tx_pin = tx = io.Buffer("o", uart.tx)
+    buffers = []
+    for i in range(min(leds, platform.led_count())):
+        m.submodules[f"led{i}_pin"] = buffer = io.Buffer("o", platform.request(platform.facts.leds, i, dir="-"))
+        buffers.append(buffer)
+    return rx, tx, buffers
 
 
 class PlatformTop(Elaboratable):
@@ -113,10 +127,10 @@ class PlatformTop(Elaboratable):
     def elaborate(self, platform) -> Module:
         m = Module()
         m.submodules.board = core = self.core
-        uart = platform.request(platform.facts.uart, 0)
-        m.d.comb += [core.uart_rx.eq(uart.rx.i), uart.tx.o.eq(core.uart_tx)]
-        for i in range(self.leds):
-            m.d.comb += platform.request(platform.facts.leds, i).o.eq(core.leds[i])
+        rx, tx, leds = _pins(m, platform, self.leds)
+        m.d.comb += [core.uart_rx.eq(rx.i), tx.o.eq(core.uart_tx)]
+        for i, led in enumerate(leds):
+            m.d.comb += led.o.eq(core.leds[i])
         return m
 
 
@@ -263,13 +277,7 @@ def build(out: Path, board: str, progress: Progress = _quiet, seed: int = SEED) 
     report["estimate"] = verdict.to_dict()
     report["estimate_vs_actual"] = compare(verdict, report)
     report["memories"] = memory_mapping(where / f"{NAME}.rpt")
-    # Nothing silently lands in LUTs: fewer blocks than estimated means a memory the
-    # estimate put in block RAM went to LUT RAM or logic; say so (the list shows which).
-    report["warnings"] = []
-    if report["bram"] < verdict.blocks_needed:
-        report["warnings"].append(f"{report['bram']} block RAMs used where the fit check expected "
-                                  f"{verdict.blocks_needed}: some memory went to LUT RAM or logic "
-                                  "(see memories)")
+    report["warnings"] = misplaced_memories(design.qnet, verdict, report["memories"])
     write_atomic(where / "build_report.json", json.dumps(report, indent=1) + "\n")
     return report
 
@@ -358,3 +366,22 @@ def memory_mapping(yosys_log: Path) -> list[dict]:
             module = words[-1].lstrip("\\").rstrip(":")
             mapped.append({"memory": f"{module}.{words[2].lstrip(chr(92))}", "via": "logic"})
     return mapped
+
+
+def misplaced_memories(qnet, verdict, mapped: list[dict]) -> list[str]:
+    """Nothing silently lands in LUTs: every weight or membrane memory that the fit check
+    put in block RAM and that Yosys built from LUT RAM or logic instead, as a warning.
+    Engine ``K`` (the K-th spiking layer) is ``layerK`` in the design's hierarchy."""
+    from .ir import QuantConv2d, QuantDense
+
+    spiking = [layer.name for layer in qnet.layers if isinstance(layer, (QuantDense, QuantConv2d))]
+    role_names = {"weights": "weights", "membranes": "membrane"}
+    via = {tuple(m["memory"].rsplit(".", 2)[-2:]): m["via"] for m in mapped}
+    warnings = []
+    for place in verdict.placement:
+        if place["blocks"] and place["role"] in role_names and place["layer"] in spiking:
+            cell = via.get((f"layer{spiking.index(place['layer'])}", role_names[place["role"]]))
+            if cell is not None and ("LUTRAM" in cell or cell == "logic"):
+                warnings.append(f"the {place['role']} of layer {place['layer']} ({place['depth']} x "
+                                f"{place['width']} bits) went to {cell}, not block RAM as estimated")
+    return warnings

@@ -4,7 +4,7 @@ and (slow) real bitstreams with the YoWASP toolchain.
 The slow builds are the acceptance runs of the board issue: the digits MLP for the
 iCEBreaker, the ULX3S 85F and the OrangeCrab 25F with timing met at the board clock, the
 digits conv model for an ECP5 board, the NIR paper's CNN on ECP5 (and its iCE40UP5K
-verdict), and the Tang Nano 9K as far as the open Gowin flow goes. Each prints its numbers
+verdict), and the Tang Nano 9K with the open Gowin flow. Each prints its numbers
 (pytest -s) and they are in each OUT/build/<board>/build_report.json.
 """
 
@@ -241,28 +241,22 @@ def test_digits_mlp_builds_with_timing_met(mlp, board, capsys):
 
 @pytest.mark.slow
 def test_digits_conv_builds_for_ecp5(conv, capsys):
-    report = _build(conv, "orangecrab-25f", capsys)
+    report = _build(conv, "ulx3s-85f", capsys)
     assert report["timing_met"]
 
 
 @pytest.mark.slow
 def test_nir_cnn_builds_for_ecp5(cnn, capsys):
-    report = _build(cnn, "ulx3s-85f", capsys)
+    report = _build(cnn, "orangecrab-25f", capsys)  # the smaller ECP5 is enough
     assert report["timing_met"]
     assert report["bram"] >= 30  # its memories went to DP16KD, not LUTs
+    assert not report["warnings"]
 
 
 @pytest.mark.slow
-def test_tang_nano_9k_best_effort(mlp, capsys):
-    """The open Gowin flow (Yosys synth_gowin, nextpnr-himbaechel, Apicula gowin_pack):
-    either a bitstream, or the limitation documented in boards/README.md."""
-    code = main(["build", str(mlp), "--board", "tangnano9k"])
-    err = capsys.readouterr().err
-    report_file = mlp / "build" / "tangnano9k" / "build_report.json"
-    if code == 2:  # a tool failed: the message names the step
-        pytest.xfail(f"Tang Nano 9K: {err.strip()}")
-    report = json.loads(report_file.read_text())
-    with capsys.disabled():
-        print(f"\nmlp on tangnano9k: {report['lut']} LUT, {report['ff']} FF, {report['bram']} BSRAM; "
-              f"Fmax {report['fmax_mhz']} MHz / {report['target_mhz']:g}; {report['seconds']} s")
-    assert (mlp / report["bitstream"]).is_file()
+def test_tang_nano_9k_builds_with_the_open_gowin_flow(mlp, capsys):
+    """Yosys synth_gowin, nextpnr-himbaechel (in place of the legacy nextpnr-gowin that
+    Amaranth 0.5 calls) and Apicula's gowin_pack: the best-effort board builds too."""
+    report = _build(mlp, "tangnano9k", capsys)
+    assert report["timing_met"] and report["device"] == "GW1NR-9"
+    assert report["bitstream"].endswith(".fs")
