@@ -6,10 +6,10 @@ Steps (each a line of progress):
 2. fit check from the IR and the board's capacities (``hwgen.devices.board_fit``): a design
    that cannot fit stops here with the resource, what is needed, what the board has and
    what would help, before any tool runs;
-3. elaborate the board top: the colleague's UART board top (``hwgen.hardware.board_top``)
-   when it exists, else a synthesis harness (:class:`SynthesisHarness`) that feeds the
-   network from the UART pin and shows its results on the UART and LEDs, so that nothing is
-   optimised away;
+3. elaborate the board top: the host-link UART board top (``hwgen.hardware.board_top``,
+   docs/host_link.md) on the board's UART pins and LEDs; without that module, a synthesis
+   harness (:class:`SynthesisHarness`) that feeds the network from the UART pin and shows
+   its results on the UART and LEDs, so that nothing is optimised away;
 4. Amaranth's platform build plan (amaranth-boards), run command by command with the YoWASP
    tools (Yosys, nextpnr with a fixed ``--seed``, icepack / ecppack / gowin_pack), each
    tool's output in ``OUT/build/<board>/<tool>.log`` besides Yosys' ``.rpt`` and nextpnr's
@@ -103,17 +103,21 @@ class SynthesisHarness(Elaboratable):
 
 
 def _pins(m: Module, platform, leds: int):
-    """Buffers of the board's UART rx and tx pins and of its first ``leds`` LEDs."""
-    from amaranth.lib import io
+    """The board's UART rx and tx pins and its first ``leds`` LEDs, each with ``.i`` / ``.o``.
 
-    uart = platform.request(platform.facts.uart, 0, dir="-")
-    m.submodules.uart_rx_pin = rx = io.Buffer("i", uart.rx)
-    m.submodules.uart_tx_pin = tx = io.Buffer("o", uart.tx)
-    buffers = []
-    for i in range(min(leds, platform.led_count())):
-        m.submodules[f"led{i}_pin"] = buffer = io.Buffer("o", platform.request(platform.facts.leds, i, dir="-"))
-        buffers.append(buffer)
-    return rx, tx, buffers
+    Requested the Amaranth 0.4 way (with buffers), whose deprecation warning is silenced
+    here: with ``dir="-"`` and ``io.Buffer`` components instead, Yosys 0.70 (YoWASP) stops
+    on the digits conv model for ECP5 with an internal assertion in
+    ``abc9_ops -reintegrate`` (``GetSize(conn.first) == GetSize(conn.second)``), while this
+    netlist builds. Revisit with the next Yosys pin.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Using platform.request without", DeprecationWarning)
+        uart = platform.request(platform.facts.uart, 0)
+        buffers = [platform.request(platform.facts.leds, i) for i in range(min(leds, platform.led_count()))]
+    return uart.rx, uart.tx, buffers
 
 
 class PlatformTop(Elaboratable):
@@ -203,15 +207,25 @@ def check_fit(design, board_cls, extra: list = ()):
     return verdict
 
 
+TOOL_LOGS = {"yosys": f"{NAME}.rpt", "nextpnr-ice40": f"{NAME}.tim", "nextpnr-ecp5": f"{NAME}.tim",
+             "nextpnr-himbaechel": f"{NAME}.tim"}
+
+
 def _run(tool: str, argv: list[str], cwd: Path, env: dict, log: Path) -> float:
+    """Run one step; a failure is a ``HwgenError`` naming the step and the tool's own error
+    lines (from its console output, or its log file when it ran quiet)."""
     start = time.monotonic()
     with open(log, "wb") as sink:
         code = subprocess.run(argv, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT).returncode
     if code:
-        tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-6:]
-        errors = [line for line in tail if "ERROR" in line.upper()] or tail[-2:]
+        lines = []
+        for path in (log, cwd / TOOL_LOGS.get(tool, log.name)):
+            if path.is_file():
+                lines += [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        errors = [line for line in lines if line.upper().startswith("ERROR")][-3:] or lines[-2:]
+        logs = ", ".join(str(p) for p in dict.fromkeys((log, cwd / TOOL_LOGS.get(tool, log.name))) if p.is_file())
         raise HwgenError(f"{tool} ({STEPS.get(tool, 'build step')}) failed with exit status {code}: "
-                         f"{' | '.join(line.strip() for line in errors)} (full log: {log})")
+                         f"{' | '.join(errors) or 'no output'} (logs: {logs})")
     return time.monotonic() - start
 
 

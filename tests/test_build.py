@@ -202,6 +202,17 @@ def test_build_of_a_folder_that_is_not_an_hwgen_output(tmp_path, capsys):
     assert "not an hwgen output folder" in _one_error_line(capsys.readouterr().err)
 
 
+def test_a_failing_tool_is_named_with_its_own_error_lines(tmp_path):
+    from hwgen.build import _run
+
+    (tmp_path / f"{NAME}.rpt").write_text("1. Executing ...\nERROR: Assert `x' failed in rtlil.cc\n")
+    with pytest.raises(HwgenError) as exc:  # yosys runs quiet: its error is in its .rpt log
+        _run("yosys", ["sh", "-c", "exit 1"], tmp_path, {}, tmp_path / "yosys.log")
+    text = str(exc.value)
+    assert "yosys (synthesis) failed with exit status 1: ERROR: Assert `x' failed in rtlil.cc" in text
+    assert f"{NAME}.rpt" in text
+
+
 # ---- real builds (YoWASP Yosys + nextpnr + packer)
 
 
@@ -209,6 +220,7 @@ def _build(out: Path, board: str, capsys) -> dict:
     code = main(["build", str(out), "--board", board])
     captured = capsys.readouterr()
     where = out / "build" / board
+    assert (where / "build_report.json").is_file(), captured.err
     report = json.loads((where / "build_report.json").read_text())
     with capsys.disabled():
         est = report["estimate_vs_actual"]
