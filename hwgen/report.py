@@ -44,26 +44,31 @@ def geometry(layer: QuantDense | QuantConv2d, parallel: int) -> EngineGeometry:
     return EngineGeometry(lanes, groups, reach, h * w * layer.groups * groups, ConvLIFEngine.pipeline_latency)
 
 
-def layer_timestep_cycles(g: EngineGeometry, ops: float) -> float:
+def layer_timestep_cycles(g: EngineGeometry, ops: float, spikes_out: float = 0.0) -> float:
     """Cycles for one timestep: each event costs ``G`` per in-range output position, plus the fire pass.
 
     ``ops`` is the golden model's synaptic operations (events × in-range fan-out), so
-    ``ops / reach`` is the number of (event, in-range position) pairs.
+    ``ops / reach`` is the number of (event, in-range position) pairs. The fire pass walks
+    its membrane words but sends its spikes one per cycle, so it lasts at least as many
+    cycles as the layer fires spikes.
     """
-    return ops / g.reach * g.groups + g.fire_words
+    return ops / g.reach * g.groups + max(g.fire_words, spikes_out)
 
 
-def event_driven_cycles(qnet: QuantNetwork, parallel: int, ops: list[list[float]]) -> float:
+def event_driven_cycles(qnet: QuantNetwork, parallel: int, ops: list[list[float]],
+                        spikes_out: list[list[float]] | None = None) -> float:
     """The event-driven cost model of one inference, from the work that flowed.
 
-    ``ops[k][t]`` is spiking layer ``k``'s synaptic operations at timestep ``t``. Layers
-    overlap on the token pipeline, so the busiest one sets the pace, plus every layer's
-    tick-to-output latency and one cycle of readout.
+    ``ops[k][t]`` is spiking layer ``k``'s synaptic operations at timestep ``t`` and
+    ``spikes_out[k][t]`` its output spikes. Layers overlap on the token pipeline, so the
+    busiest one sets the pace, plus every layer's tick-to-output latency and one cycle of
+    readout.
     """
     busiest, latency = 0.0, 0
-    for layer, per_step in zip(qnet.spiking_layers, ops):
+    for k, (layer, per_step) in enumerate(zip(qnet.spiking_layers, ops)):
         g = geometry(layer, parallel)
-        busiest = max(busiest, sum(layer_timestep_cycles(g, o) for o in per_step))
+        fired = spikes_out[k] if spikes_out is not None else [0.0] * len(per_step)
+        busiest = max(busiest, sum(layer_timestep_cycles(g, o, f) for o, f in zip(per_step, fired)))
         latency += g.pipeline_latency
     return busiest + latency + 1
 
@@ -142,11 +147,12 @@ def hardware_report(qnet: QuantNetwork, parallel: int, activity: GoldenTrace | N
     }
     if activity is not None:
         mean_ops = [ops.double().mean(dim=0).tolist() for ops in activity.layer_ops]
-        for entry, layer, ops in zip(spiking, qnet.spiking_layers, mean_ops):
+        mean_fired = [s.double().sum(dim=2).mean(dim=0).tolist() for s in activity.spikes]
+        for entry, layer, ops, fired in zip(spiking, qnet.spiking_layers, mean_ops, mean_fired):
             g = geometry(layer, parallel)
             entry["synaptic_ops_per_inference_expected"] = float(sum(ops))
-            entry["cycles_per_inference_expected"] = sum(layer_timestep_cycles(g, o) for o in ops)
-        report["cycles_per_inference_expected"] = event_driven_cycles(qnet, parallel, mean_ops)
+            entry["cycles_per_inference_expected"] = sum(layer_timestep_cycles(g, o, f) for o, f in zip(ops, fired))
+        report["cycles_per_inference_expected"] = event_driven_cycles(qnet, parallel, mean_ops, mean_fired)
         report["synaptic_ops_per_inference_expected"] = float(activity.synaptic_ops.double().mean())
     return report
 
