@@ -174,8 +174,9 @@ def fit_error(verdict, board_cls, others: dict[str, object], lower_p: dict[int, 
     """One message: every resource that does not fit (needed vs available) and the options."""
     facts = board_cls.facts
     dev = DEVICES[facts.device]
-    parts = [f"{s['what']}: needs {s['needed']}, {facts.title} has {s['available']}"
-             + (" (estimate)" if s.get("estimate") else "") for s in verdict.shortfalls]
+    parts = [f"{s['what']}: needs {'about ' if s.get('estimate') else ''}{s['needed']}"
+             f"{' (estimate)' if s.get('estimate') else ''}, {facts.title} has {s['available']}"
+             for s in verdict.shortfalls]
     text = f"the design does not fit {facts.name}: " + "; ".join(parts)
     if verdict.spram_would_help:
         text += (f". The {dev.spram} SPRAM blocks (256 kbit each) cannot take these memories: SPRAM is "
@@ -189,8 +190,8 @@ def fit_error(verdict, board_cls, others: dict[str, object], lower_p: dict[int, 
     else:
         options.append("lower P (`--parallel`; fewer lanes need fewer LUTs, memory stays about the same)")
     bigger = [name for name, v in others.items() if v.fits]
-    options.append(f"a bigger board ({', '.join(bigger)} fits)" if bigger else "a bigger board (none of "
-                   "hwgen's boards fits this design as it is)")
+    options.append(f"a bigger board ({', '.join(bigger)} {'fits' if len(bigger) == 1 else 'fit'})" if bigger
+                   else "a bigger board (none of hwgen's boards fits this design as it is)")
     return text + ". Options: " + "; ".join(options)
 
 
