@@ -198,8 +198,22 @@ class Leak:
         return self.mul / 2.0 ** self.frac_bits
 
 
+class _StateRails:
+    """The saturation rails of a ``state_bits``-wide signed membrane (docs/semantics.md)."""
+
+    state_bits: int
+
+    @property
+    def state_min(self) -> int:
+        return -(1 << (self.state_bits - 1))
+
+    @property
+    def state_max(self) -> int:
+        return (1 << (self.state_bits - 1)) - 1
+
+
 @dataclass
-class QuantDense:
+class QuantDense(_StateRails):
     """Integer form of ``Dense``: every number the hardware stores or computes with."""
 
     name: str
@@ -228,17 +242,9 @@ class QuantDense:
     def output_shape(self) -> tuple[int]:
         return (self.out_features,)
 
-    @property
-    def state_min(self) -> int:
-        return -(1 << (self.state_bits - 1))
-
-    @property
-    def state_max(self) -> int:
-        return (1 << (self.state_bits - 1)) - 1
-
 
 @dataclass
-class QuantConv2d:
+class QuantConv2d(_StateRails):
     """Integer form of ``Conv2d``; per-channel arrays have length ``C_out``."""
 
     name: str
@@ -259,14 +265,6 @@ class QuantConv2d:
 
     kernel = Conv2d.kernel
     output_shape = Conv2d.output_shape
-
-    @property
-    def state_min(self) -> int:
-        return -(1 << (self.state_bits - 1))
-
-    @property
-    def state_max(self) -> int:
-        return (1 << (self.state_bits - 1)) - 1
 
 
 QuantLayer = Union[QuantDense, QuantConv2d, SumPool2d, MaxPool2d, Flatten]
