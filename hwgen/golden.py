@@ -29,6 +29,7 @@ class GoldenTrace:
     prediction: torch.Tensor  # [B] int64, argmax of counts, ties to the lowest index
     synaptic_ops: torch.Tensor  # [B] int64, weight additions an event-driven engine performs
     layer_ops: list[torch.Tensor]  # per spiking layer: [B, T] int64, the same per timestep
+    layer_events: list[torch.Tensor]  # per spiking layer: [B, T] int64, input events (tokens)
 
     @property
     def batch(self) -> int:
@@ -121,6 +122,7 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
     spikes = [torch.zeros(batch, timesteps, int(np.prod(layer.output_shape)), dtype=torch.uint8)
               for layer in synaptic]
     layer_ops = [torch.zeros(batch, timesteps, dtype=torch.int64) for _ in synaptic]
+    layer_events = [torch.zeros(batch, timesteps, dtype=torch.int64) for _ in synaptic]
     for t in range(timesteps):
         x = x_all[:, t]
         n = 0
@@ -134,6 +136,7 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
                 if isinstance(layer, QuantDense):
                     x, events = x.reshape(batch, -1), events.reshape(batch, -1)
                 layer_ops[n][:, t] = event_fanout(layer, events)
+                layer_events[n][:, t] = events.reshape(batch, -1).sum(dim=1)
                 s, states[n], a = fire(layer, states[n], synaptic_input(layer, x))
                 if membrane_range is not None:
                     lo, hi = int(a.min()), int(a.max())
@@ -146,5 +149,5 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
     counts = spikes[-1].long().sum(dim=1)
     sops = sum(ops.sum(dim=1) for ops in layer_ops)
     return GoldenTrace(spikes=spikes, counts=counts, prediction=readout(counts), synaptic_ops=sops,
-                       layer_ops=layer_ops)
+                       layer_ops=layer_ops, layer_events=layer_events)
 

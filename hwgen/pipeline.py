@@ -265,5 +265,6 @@ def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
 def event_driven_bounds(qnet: QuantNetwork, parallel: int, trace: golden.GoldenTrace) -> list[float]:
     """Per sample, ``report.event_driven_cycles`` of the work the golden model says flows."""
     return [event_driven_cycles(qnet, parallel, [ops[i].tolist() for ops in trace.layer_ops],
+                                [ev[i].tolist() for ev in trace.layer_events],
                                 [s[i].double().sum(dim=1).tolist() for s in trace.spikes])
             for i in range(trace.batch)]

@@ -44,31 +44,40 @@ def geometry(layer: QuantDense | QuantConv2d, parallel: int) -> EngineGeometry:
     return EngineGeometry(lanes, groups, reach, h * w * layer.groups * groups, ConvLIFEngine.pipeline_latency)
 
 
-def layer_timestep_cycles(g: EngineGeometry, ops: float, spikes_out: float = 0.0) -> float:
-    """Cycles for one timestep: each event costs ``G`` per in-range output position, plus the fire pass.
+def layer_timestep_cycles(g: EngineGeometry, ops: float, events: float = 0.0) -> float:
+    """Engine cycles for one timestep: the input port takes at least one cycle per event and
+    ``G`` per in-range output position of it, then the fire pass walks its membrane words.
 
     ``ops`` is the golden model's synaptic operations (events × in-range fan-out), so
-    ``ops / reach`` is the number of (event, in-range position) pairs. The fire pass walks
-    its membrane words but sends its spikes one per cycle, so it lasts at least as many
-    cycles as the layer fires spikes.
+    ``ops / reach`` is the number of (event, in-range position) pairs.
     """
-    return ops / g.reach * g.groups + max(g.fire_words, spikes_out)
+    return max(events, ops / g.reach * g.groups) + g.fire_words
+
+
+def layer_cycles(g: EngineGeometry, ops: list[float], events: list[float], spikes_out: list[float]) -> float:
+    """A layer's cycles over an inference: its engine and its spike serializer work in
+    parallel (the serializer drains a fire pass while the next timestep integrates), so the
+    busier of the two sets the pace. The serializer sends one token per spike and tick."""
+    engine = sum(layer_timestep_cycles(g, o, e) for o, e in zip(ops, events))
+    return max(engine, sum(spikes_out) + len(ops))
 
 
 def event_driven_cycles(qnet: QuantNetwork, parallel: int, ops: list[list[float]],
+                        events: list[list[float]] | None = None,
                         spikes_out: list[list[float]] | None = None) -> float:
     """The event-driven cost model of one inference, from the work that flowed.
 
-    ``ops[k][t]`` is spiking layer ``k``'s synaptic operations at timestep ``t`` and
-    ``spikes_out[k][t]`` its output spikes. Layers overlap on the token pipeline, so the
-    busiest one sets the pace, plus every layer's tick-to-output latency and one cycle of
-    readout.
+    Per spiking layer ``k`` and timestep ``t``: ``ops[k][t]`` synaptic operations,
+    ``events[k][t]`` input events and ``spikes_out[k][t]`` output spikes (both default to
+    none). Layers overlap on the token pipeline, so the busiest one sets the pace, plus
+    every layer's tick-to-output latency and one cycle of readout.
     """
     busiest, latency = 0.0, 0
     for k, (layer, per_step) in enumerate(zip(qnet.spiking_layers, ops)):
         g = geometry(layer, parallel)
-        fired = spikes_out[k] if spikes_out is not None else [0.0] * len(per_step)
-        busiest = max(busiest, sum(layer_timestep_cycles(g, o, f) for o, f in zip(per_step, fired)))
+        none = [0.0] * len(per_step)
+        busiest = max(busiest, layer_cycles(g, per_step, events[k] if events else none,
+                                            spikes_out[k] if spikes_out else none))
         latency += g.pipeline_latency
     return busiest + latency + 1
 
@@ -147,12 +156,13 @@ def hardware_report(qnet: QuantNetwork, parallel: int, activity: GoldenTrace | N
     }
     if activity is not None:
         mean_ops = [ops.double().mean(dim=0).tolist() for ops in activity.layer_ops]
+        mean_events = [ev.double().mean(dim=0).tolist() for ev in activity.layer_events]
         mean_fired = [s.double().sum(dim=2).mean(dim=0).tolist() for s in activity.spikes]
-        for entry, layer, ops, fired in zip(spiking, qnet.spiking_layers, mean_ops, mean_fired):
-            g = geometry(layer, parallel)
+        for entry, layer, ops, ev, fired in zip(spiking, qnet.spiking_layers, mean_ops, mean_events, mean_fired):
             entry["synaptic_ops_per_inference_expected"] = float(sum(ops))
-            entry["cycles_per_inference_expected"] = sum(layer_timestep_cycles(g, o, f) for o, f in zip(ops, fired))
-        report["cycles_per_inference_expected"] = event_driven_cycles(qnet, parallel, mean_ops, mean_fired)
+            entry["cycles_per_inference_expected"] = layer_cycles(geometry(layer, parallel), ops, ev, fired)
+        report["cycles_per_inference_expected"] = event_driven_cycles(qnet, parallel, mean_ops, mean_events,
+                                                                      mean_fired)
         report["synaptic_ops_per_inference_expected"] = float(activity.synaptic_ops.double().mean())
     return report
 
