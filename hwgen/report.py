@@ -26,6 +26,7 @@ class EngineGeometry:
     reach: int  # output channels one input event reaches (per in-range position)
     fire_words: int  # membrane words the fire pass walks per timestep
     pipeline_latency: int
+    queue_words: int  # fire-pass words the spike queue holds before the fire pass must wait
 
 
 def geometry(layer: QuantDense | QuantConv2d, parallel: int) -> EngineGeometry:
@@ -34,14 +35,17 @@ def geometry(layer: QuantDense | QuantConv2d, parallel: int) -> EngineGeometry:
     if isinstance(layer, QuantDense):
         lanes = max(1, min(parallel, layer.out_features))
         groups = math.ceil(layer.out_features / lanes)
-        return EngineGeometry(lanes, groups, layer.out_features, groups, DenseLIFEngine.pipeline_latency)
+        # The dense spike queue holds a whole fire pass (G + 2 entries).
+        return EngineGeometry(lanes, groups, layer.out_features, groups, DenseLIFEngine.pipeline_latency,
+                              groups + 2)
     from .hardware import ConvLIFEngine
 
     c_out, h, w = layer.output_shape
     reach = c_out // layer.groups
     lanes = max(1, min(parallel, reach))
     groups = math.ceil(reach / lanes)
-    return EngineGeometry(lanes, groups, reach, h * w * layer.groups * groups, ConvLIFEngine.pipeline_latency)
+    return EngineGeometry(lanes, groups, reach, h * w * layer.groups * groups, ConvLIFEngine.pipeline_latency,
+                          ConvLIFEngine.default_queue_depth + 2)
 
 
 def layer_timestep_cycles(g: EngineGeometry, ops: float, events: float = 0.0) -> float:
@@ -55,11 +59,21 @@ def layer_timestep_cycles(g: EngineGeometry, ops: float, events: float = 0.0) ->
 
 
 def layer_cycles(g: EngineGeometry, ops: list[float], events: list[float], spikes_out: list[float]) -> float:
-    """A layer's cycles over an inference: its engine and its spike serializer work in
-    parallel (the serializer drains a fire pass while the next timestep integrates), so the
-    busier of the two sets the pace. The serializer sends one token per spike and tick."""
-    engine = sum(layer_timestep_cycles(g, o, e) for o, e in zip(ops, events))
-    return max(engine, sum(spikes_out) + len(ops))
+    """A layer's cycles over an inference. The serializer sends one token per spike and tick.
+
+    Where the spike queue holds a whole fire pass (dense layers), the serializer drains it
+    while the next timestep integrates: engine and serializer work in parallel and the
+    busier sets the pace. Where it does not (a conv's output map), a fire pass that fires
+    more spikes than it walks words waits for the serializer: each timestep's fire pass
+    lasts the longer of the two.
+    """
+    serializer = sum(spikes_out) + len(ops)
+    if g.queue_words >= g.fire_words:
+        engine = sum(layer_timestep_cycles(g, o, e) for o, e in zip(ops, events))
+    else:
+        engine = sum(layer_timestep_cycles(g, o, e) - g.fire_words + max(g.fire_words, s)
+                     for o, e, s in zip(ops, events, spikes_out))
+    return max(engine, serializer)
 
 
 def event_driven_cycles(qnet: QuantNetwork, parallel: int, ops: list[list[float]],

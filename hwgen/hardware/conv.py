@@ -151,13 +151,15 @@ class ConvLIFEngine(wiring.Component):
     #: Cycles from the edge at which the walker takes a tick to the first token of its fire
     #: pass (spikes in the first word, ``spikes_out.ready`` high): stage 0, stage 1, the two
     #: cycles of the buffered spike queue and the serializer register, as in the dense engine.
+    #: Fire-pass words the spike queue holds (plus two) before the fire pass waits.
+    default_queue_depth = 16
     pipeline_latency = 5
     #: Cycles from the edge at which the port takes an event to the earliest edge at which the
     #: walker takes it out of the (first-word fall-through) event buffer.
     decode_latency = 1
 
     def __init__(self, layer: QuantConv2d, parallel: int, input_bits: int = 1,
-                 input_max: int | None = None, queue_depth: int = 16, event_buffer: int = 4):
+                 input_max: int | None = None, queue_depth: int | None = None, event_buffer: int = 4):
         c_in, h, w = (int(d) for d in layer.input_shape)
         c_out, h_out, w_out = (int(d) for d in layer.output_shape)
         kh, kw = layer.kernel
@@ -174,7 +176,7 @@ class ConvLIFEngine(wiring.Component):
         self.lanes, self.groups = lanes_and_groups(self.channels_per_group, parallel)
         self.words_per_position = layer.groups * self.groups  # GG
         self.words = h_out * w_out * self.words_per_position
-        self.queue_depth = max(1, queue_depth)
+        self.queue_depth = max(1, self.default_queue_depth if queue_depth is None else queue_depth)
         self.event_buffer = max(1, event_buffer)
         self.y_taps = axis_taps(h, kh, layer.stride[0], layer.padding[0], h_out)
         self.x_taps = axis_taps(w, kw, layer.stride[1], layer.padding[1], w_out)
