@@ -21,7 +21,7 @@ from .events import load_event_samples
 from .frontend import import_torch, load_torch_model
 from .ir import Network, QuantNetwork, from_json
 from .outdir import staged_directory, write_atomic
-from .quantize import QuantOptions, fidelity, quantize
+from .quantize import QuantOptions, calibration_inputs, fidelity, quantize
 from .report import event_driven_cycles, hardware_report, render_markdown
 
 Progress = Callable[[str], None]
@@ -152,7 +152,6 @@ def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = 
 
 
 def _activity_inputs(net: Network, qnet: QuantNetwork) -> np.ndarray:
-    from .quantize import calibration_inputs
     return calibration_inputs(net, qnet.timesteps, samples=16, seed=1, input_bits=qnet.input_bits)
 
 
