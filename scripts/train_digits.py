@@ -1,6 +1,6 @@
 """Train a demo digits network and write its shipped checkpoint to hwgen/data/digits_<model>.pt.
 
-Run from the repo root: ``python scripts/train_digits.py --model mlp|conv``. The demo loads
+Run from the repo root: ``python scripts/train_digits.py --model mlp|conv|mnist784``. The demo loads
 the result through the same ``module:attribute --weights`` path a user's model takes.
 """
 
@@ -20,7 +20,7 @@ def main() -> None:
     spec = digits.MODELS[args.model]
     model, accuracy = digits.train(args.model, args.epochs, args.seed)
     spec.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), spec.checkpoint)
+    torch.save(digits.state_dict_to_ship(args.model, model), spec.checkpoint)
     print(f"{args.model}: test accuracy (float, snnTorch): {accuracy:.4f}; wrote {spec.checkpoint}")
 
 
