@@ -29,6 +29,7 @@ from .dense import DenseLIFEngine, check_accumulator
 from .lanes import lanes_and_groups
 from .pool import FlattenRemap, MaxPoolDedup, SumPoolRemap, flatten_is_identity
 from .readout import Readout
+from .stall import StallPoint
 from .tokens import StreamShape, is_map, shape_size, token_layout, token_signature
 
 __all__ = ["NetworkTop", "Unit", "estimate_cycles", "network_activity", "plan_units",
@@ -289,6 +290,11 @@ def network_activity(qnet: QuantNetwork, sample) -> tuple[list[list[int]], list[
     return active, fanout, final
 
 
+def _unit_name(n: int, unit: Unit) -> str:
+    """The submodule name of unit ``n`` of the chain (``layerK`` for spiking layer K)."""
+    return f"layer{unit.spiking}" if unit.spiking is not None else f"unit{n}_{unit.kind}"
+
+
 class NetworkTop(wiring.Component):
     """The whole accelerator for ``qnet``, each layer ``parallel`` neurons (dense) or output
     channels (convolution) per cycle.
@@ -310,9 +316,14 @@ class NetworkTop(wiring.Component):
     prediction : ``Out(address_bits(N_out))``
     counts : ``Out(ArrayLayout(count_bits, N_out))``, ``count_bits = ceil(log2(T + 1))``
     cycles : ``Out(32)``, cycles of the last completed inference
+
+    With ``stall_points=True`` (test builds only, hwgen/hardware/stall.py) every stream of the
+    chain passes a ``StallPoint`` that the testbench holds through ``stall`` (bit ``i`` for
+    link ``stall_links[i]``: the input, each unit-to-unit link, the readout's input) and
+    watches through ``stall_offer``; without it the design has neither port and no extra logic.
     """
 
-    def __init__(self, qnet: QuantNetwork, parallel: int):
+    def __init__(self, qnet: QuantNetwork, parallel: int, *, stall_points: bool = False):
         if parallel < 1:
             raise ValueError(f"parallel must be at least 1, not {parallel}")
         self.qnet = qnet
@@ -343,6 +354,17 @@ class NetworkTop(wiring.Component):
             "counts": Out(data.ArrayLayout(unsigned(self.count_bits), n_out)),
             "cycles": Out(32),
         })
+        self.stall_links: list[str] = []
+        if stall_points:
+            names = [_unit_name(n, u) for n, u in enumerate(self.units)]
+            self.stall_links = [f"spikes_in -> {names[0]}"]
+            self.stall_links += [f"{a} -> {b}" for a, b in zip(names, names[1:])]
+            if is_map(self.output_shape):
+                self.stall_links.append(f"{names[-1]} -> readout_flatten")
+                names.append("readout_flatten")
+            self.stall_links.append(f"{names[-1]} -> readout")
+            members["stall"] = In(len(self.stall_links))
+            members["stall_offer"] = Out(len(self.stall_links))
         super().__init__(members)
 
     def estimate_cycles(self, active_inputs: Sequence[Sequence[int]], final_spikes: int = 0,
@@ -356,8 +378,7 @@ class NetworkTop(wiring.Component):
         chain = []
         for n, unit in enumerate(self.units):
             component = unit.build(self.parallel)
-            name = f"layer{unit.spiking}" if unit.spiking is not None else f"unit{n}_{unit.kind}"
-            m.submodules[name] = component
+            m.submodules[_unit_name(n, unit)] = component
             chain.append((unit, component))
         n_out = shape_size(self.output_shape)
         m.submodules.readout = readout = Readout(n_out, self.qnet.timesteps)
@@ -375,7 +396,29 @@ class NetworkTop(wiring.Component):
         first = Signal(init=1)  # the next input token opens an inference
         admit = ~first | starts.w_rdy
 
+        points = []
+
+        def stall_point(layout: data.Layout) -> StallPoint:
+            point = StallPoint(layout)
+            m.submodules[f"stall{len(points)}"] = point
+            m.d.comb += [point.stall.eq(self.stall[len(points)]),
+                         self.stall_offer[len(points)].eq(point.offer)]
+            points.append(point)
+            return point
+
+        def link(upstream, downstream) -> None:
+            """Connect two streams of the chain, through a stall point in test builds."""
+            if self.stall_links:
+                point = stall_point(data.Layout.cast(upstream.payload.shape()))
+                wiring.connect(m, upstream, point.i)
+                upstream = point.o
+            wiring.connect(m, upstream, downstream)
+
         head = chain[0][1].spikes_in
+        if self.stall_links:
+            point = stall_point(data.Layout.cast(head.payload.shape()))
+            wiring.connect(m, point.o, head)
+            head = point.i
         m.d.comb += [
             head.payload.eq(self.spikes_in.payload),
             head.valid.eq(self.spikes_in.valid & admit),
@@ -393,14 +436,14 @@ class NetworkTop(wiring.Component):
         # ---- the chain, its taps and the readout
 
         for (_, upstream), (_, downstream) in zip(chain, chain[1:]):
-            wiring.connect(m, upstream.spikes_out, downstream.spikes_in)
+            link(upstream.spikes_out, downstream.spikes_in)
 
         tail = chain[-1][1].spikes_out
         if is_map(self.output_shape):
             m.submodules.readout_flatten = flatten = FlattenRemap(self.output_shape)
-            wiring.connect(m, tail, flatten.spikes_in)
+            link(tail, flatten.spikes_in)
             tail = flatten.spikes_out
-        wiring.connect(m, tail, readout.spikes)
+        link(tail, readout.spikes)
 
         finishing = tail.valid & tail.ready & tail.payload.tick & tail.payload.last
         m.d.comb += starts.r_en.eq(finishing)
