@@ -11,8 +11,6 @@ covers both the 0/1 and the -1/+1 conventions.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from .errors import HwgenError
@@ -41,6 +39,9 @@ def bin_events(events: np.ndarray, shape: tuple[int, int, int], timesteps: int,
         raise HwgenError(f"{what}: event coordinates x {x.min()}..{x.max()}, y {y.min()}..{y.max()} "
                          f"do not fit the model's {width}x{height} input")
     t = events["t"].astype(np.float64)
+    if not np.all(np.isfinite(t)):
+        raise HwgenError(f"{what}: {int(np.count_nonzero(~np.isfinite(t)))} event time(s) are NaN or inf; "
+                         "every event needs a finite time stamp t")
     t0 = float(t.min()) if t_start is None else float(t_start)
     span = float(t.max() - t0 + 1) if duration is None else float(duration)
     step = np.floor((t - t0) * timesteps / span).astype(np.int64)
@@ -53,16 +54,14 @@ def bin_events(events: np.ndarray, shape: tuple[int, int, int], timesteps: int,
 def load_event_samples(path: str, shape: tuple[int, int, int], timesteps: int,
                        duration: float | None = None) -> np.ndarray:
     """Every event array of an ``.npz`` (one per sample, in name order), binned."""
-    file = Path(path)
-    if not file.is_file():
-        raise HwgenError(f"{path}: event file not found")
-    try:
-        with np.load(file, allow_pickle=False) as archive:
-            names = sorted(archive.files)
-            samples = [bin_events(archive[name], shape, timesteps, duration, what=f"{path}:{name}")
-                       for name in names]
-    except (ValueError, OSError) as exc:
-        raise HwgenError(f"{path}: not an .npz of event arrays ({exc})") from None
+    from .arrays import load_npz
+
+    if duration is not None and not (np.isfinite(duration) and duration > 0):
+        raise HwgenError(f"--duration must be a positive time span (in the events' time unit), got {duration}")
+    archive = load_npz(path, "event", "numpy.savez(path, *event_arrays), one structured array "
+                                      "(fields t, x, y, p) per sample")
+    samples = [bin_events(archive[name], shape, timesteps, duration, what=f"{path}:{name}")
+               for name in sorted(archive)]
     if not samples:
         raise HwgenError(f"{path}: holds no event arrays")
     return np.stack(samples)

@@ -345,6 +345,13 @@ class HostLink:
 
     def __init__(self, port, baud: int = DEFAULT_BAUD, timeout: float = DEFAULT_TIMEOUT,
                  retries: int = 2):
+        # Checked before the port opens: a zero baud rate divides by zero in the wire time.
+        if not (isinstance(baud, int) and baud > 0):
+            raise HwgenError(f"baud rate (--baud) must be a positive integer (the board top's is {DEFAULT_BAUD}), got {baud!r}")
+        if not (isinstance(timeout, (int, float)) and timeout > 0 and timeout != float("inf")):
+            raise HwgenError(f"reply timeout (--timeout) must be a positive number of seconds, got {timeout!r}")
+        if not (isinstance(retries, int) and retries >= 0):
+            raise HwgenError(f"retries must be a non-negative integer, got {retries!r}")
         self.baud = baud
         self.timeout = timeout
         self.retries = retries

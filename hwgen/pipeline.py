@@ -15,12 +15,13 @@ import numpy as np
 import torch
 
 from . import golden, ir_sim
+from .arrays import load_npy, load_npz
 from .emit import model_hash, write_outputs
 from .errors import HwgenError
 from .events import load_event_samples
 from .frontend import import_torch, load_torch_model
 from .ir import Network, QuantNetwork, from_json
-from .outdir import staged_directory, write_atomic
+from .outdir import check_replaceable, staged_directory, write_atomic
 from .quantize import QuantOptions, calibration_inputs, fidelity, quantize
 from .report import event_driven_cycles, hardware_report, render_markdown
 
@@ -74,18 +75,16 @@ def load_frontend(model: str, opts: GenerateOptions) -> tuple[Network, list[str]
 
 def load_data(path: str, net: Network, input_bits: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``x`` (and labels ``y`` if present) from an .npz and check it fits the model."""
-    file = Path(path)
-    if not file.is_file():
-        raise HwgenError(f"{path}: data file not found")
-    try:
-        with np.load(file) as archive:
-            if "x" not in archive:
-                raise HwgenError(f"{path}: no array named 'x' (expected x [samples, timesteps, "
-                                 f"{', '.join(map(str, net.input_shape))}] and optional labels y)")
-            x, y = archive["x"], (archive["y"] if "y" in archive else None)
-    except (ValueError, OSError) as exc:
-        raise HwgenError(f"{path}: not a NumPy .npz archive ({exc})") from None
+    archive = load_npz(path, "data", "numpy.savez(path, x=spikes, y=labels)")
+    if "x" not in archive:
+        raise HwgenError(f"{path}: no array named 'x' (expected x [samples, timesteps, "
+                         f"{', '.join(map(str, net.input_shape))}] and optional labels y)")
+    x, y = archive["x"], archive.get("y")
     check_spikes(x, net.input_shape, path, input_bits=input_bits)
+    if y is not None and (y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iuf"
+                          or not np.array_equal(y, np.round(y))):
+        raise HwgenError(f"{path}: labels y shaped {list(y.shape)} ({y.dtype}); expected one integer "
+                         f"class per sample, shape [{len(x)}]")
     return x, y
 
 
@@ -95,6 +94,9 @@ def check_spikes(x: np.ndarray, input_shape: tuple[int, ...], what: str,
     expected = f"[samples, timesteps, {', '.join(map(str, input_shape))}]"
     if x.ndim != 2 + len(input_shape) or tuple(x.shape[2:]) != tuple(input_shape):
         raise HwgenError(f"{what}: inputs shaped {list(x.shape)}, expected {expected}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise HwgenError(f"{what}: inputs shaped {list(x.shape)} hold no "
+                         f"{'samples' if x.shape[0] == 0 else 'timesteps'}")
     if timesteps is not None and x.shape[1] != timesteps:
         raise HwgenError(f"{what}: {x.shape[1]} timesteps, but the hardware was generated for "
                          f"{timesteps} (--timesteps)")
@@ -109,6 +111,7 @@ def check_spikes(x: np.ndarray, input_shape: tuple[int, ...], what: str,
 def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = _quiet) -> dict:
     """Run frontend, quantizer, golden and hardware generation; write ``out`` all at once."""
     opts.validate()
+    check_replaceable(out)  # before the work, not after it
     progress("frontend: importing model")
     net, frontend_notes = load_frontend(model, opts)
     if net.output_size > MAX_OUTPUTS:
@@ -189,6 +192,8 @@ def sim_inputs(design: LoadedDesign, samples: int | None, inputs: str | None,
     """Pick what to simulate: a user file (arrays or events), held-out data shipped in OUT,
     or random spikes."""
     qnet = design.qnet
+    if samples is not None and samples < 1:
+        raise HwgenError(f"--samples must be at least 1, got {samples}")
     if inputs and events:
         raise HwgenError("give --inputs or --events, not both")
     if events:
@@ -198,13 +203,7 @@ def sim_inputs(design: LoadedDesign, samples: int | None, inputs: str | None,
         x = load_event_samples(events, qnet.input_shape, qnet.timesteps, duration)
         return (x[:samples] if samples else x), None, f"events from {events}, binned into {qnet.timesteps} timesteps"
     if inputs:
-        path = Path(inputs)
-        if not path.is_file():
-            raise HwgenError(f"{inputs}: input file not found")
-        try:
-            x = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise HwgenError(f"{inputs}: not a NumPy .npy array ({exc})") from None
+        x = load_npy(inputs, "input")
         check_spikes(x, qnet.input_shape, inputs, qnet.timesteps, qnet.input_bits)
         if samples:
             x = x[:samples]

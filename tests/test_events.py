@@ -48,7 +48,7 @@ def test_an_npz_of_samples_loads_in_name_order(tmp_path):
     assert x.shape == (2, 3, 2, 2, 2)
     assert x[0, 0, 0, 0, 0] == 1 and x[1, 0, 1, 1, 1] == 1
     (tmp_path / "junk.npz").write_text("not an archive")
-    with pytest.raises(HwgenError, match="junk.npz: not an .npz of event arrays"):
+    with pytest.raises(HwgenError, match="junk.npz: not an .npz archive"):
         load_event_samples(str(tmp_path / "junk.npz"), (2, 2, 2), 3)
 
 
