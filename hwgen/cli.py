@@ -22,10 +22,12 @@ from . import __version__
 from .errors import HwgenError
 from .quantize import QuantOptions
 
-console = Console(stderr=True)
+# emoji=False: rich would otherwise turn text such as "events.npz:a:" (an archive member)
+# into an emoji inside an error message.
+console = Console(stderr=True, emoji=False)
 # Without a terminal (CI, pipes) stages are logged as plain lines on stdout, so that stderr
 # carries nothing but errors.
-log = Console(width=None if sys.stdout.isatty() else 132)
+log = Console(width=None if sys.stdout.isatty() else 132, emoji=False)
 
 
 @contextmanager
@@ -57,8 +59,17 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors as hwgen's other errors: one ``hwgen: error:`` line (naming
+    the subcommand's --help) and exit status 2, instead of the usage block first."""
+
+    def error(self, message: str):
+        console.print(f"hwgen: error: {message} (see `{self.prog} --help`)", markup=False, soft_wrap=True)
+        self.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hwgen", description="Trained SNN -> bit-exact FPGA accelerator.")
+    parser = _Parser(prog="hwgen", description="Trained SNN -> bit-exact FPGA accelerator.")
     parser.add_argument("--version", action="version", version=f"hwgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -139,6 +150,8 @@ def _generate(args: argparse.Namespace) -> int:
     hw = report["hardware"]
     log.print(f"wrote {args.out}/hwgen_top.v: {hw['neurons']} neurons, {hw['synapses']} synapses, "
                   f"{hw['weight_memory_bits']} weight bits, ~{hw.get('cycles_per_inference_expected', hw['cycles_per_inference_worst']):.0f} cycles/inference")
+    for warning in report["quantization"]["warnings"]:
+        console.print(f"hwgen: warning: {warning}", markup=False, soft_wrap=True)
     return 0
 
 
@@ -210,7 +223,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors (status 2, already printed), --help, --version
+        return exc.code if isinstance(exc.code, int) else 2
     handlers = {"generate": _generate, "sim": _sim, "demo": _demo, "build": _build, "flash": _flash,
                 "run": _run}
     try:

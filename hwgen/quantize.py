@@ -79,6 +79,7 @@ class LayerQuantReport:
     state_bits: int
     acc_bits: int
     input_max: int = 1  # largest input value per address and timestep (sizes acc_bits)
+    clipping: dict = field(default_factory=dict)  # what rounding could not represent: clip_stats
 
 
 @dataclass
@@ -88,6 +89,7 @@ class QuantReport:
     calibration_samples: int
     calibration_source: str
     layers: list[LayerQuantReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # clipping worth a look, one line each
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,6 +126,77 @@ def scale_exponents(weight: np.ndarray, weight_bits: int, per_channel: bool) -> 
     return np.asarray(exps, dtype=np.int64)
 
 
+# A layer whose weights lose more than this fraction to rounding (non-zero float weights that
+# become 0) is worth a warning: at 8 bits a trained layer loses a few percent.
+ZEROED_WARN_FRACTION = 0.25
+
+
+def _integers(layer: Synaptic, what: str, values: np.ndarray, scale: np.ndarray, limit_bits: int,
+              weight_bits: int) -> np.ndarray:
+    """``round(values · 2^e)`` as int64, refusing results beyond ``limit_bits`` signed, which
+    no width hwgen makes can hold (and which would wrap silently in the int64 cast). Such a
+    parameter is out of all proportion to the layer's largest weight, which sets ``2^e``."""
+    rounded = np.rint(np.asarray(values, dtype=np.float64) * scale)
+    if np.any(np.abs(rounded) >= 2.0 ** (limit_bits - 1)):
+        i = int(np.argmax(np.abs(rounded)))
+        wmax = float(np.abs(layer.weight).max(initial=0.0))
+        raise HwgenError(f"layer '{layer.name}': {what} {float(values[i]):g} is {abs(float(rounded[i])):.3g} "
+                         f"integer steps at the scale of the layer's largest weight (|w| = {wmax:.3g} at "
+                         f"--weight-bits {weight_bits}), beyond the {limit_bits}-bit limit of the hardware: "
+                         f"the {what} is out of all proportion to the weights; check the trained parameters")
+    return rounded.astype(np.int64)
+
+
+def clip_stats(weight_float: np.ndarray, weight_int: np.ndarray, scale: np.ndarray, weight_bits: int,
+               threshold_float: np.ndarray, threshold_int: np.ndarray) -> dict:
+    """What the integers of one layer could not represent, counted against the float values.
+
+    * ``weights_clipped``: weights whose scaled value lies beyond the signed ``weight_bits``
+      range and were saturated; ``weight_clip_max_lsb``: the largest excess, in LSBs. The
+      scale rule (largest exponent that fits the largest weight) keeps this 0; it is measured,
+      not assumed, so that another scale rule could not clip unnoticed.
+    * ``weights_zeroed`` of ``weights_nonzero``: non-zero float weights that rounded to 0
+      (smaller than half an LSB): resolution the requested bits do not have.
+    * ``thresholds_raised``: neurons whose threshold rounded below 1 and was raised to 1, the
+      smallest integer threshold; ``threshold_raised_max``: the largest ``1 / (θ·2^e)``, how
+      many times higher the integer threshold is than the float one.
+    """
+    rows = _rows(weight_float).astype(np.float64) * scale[:, None]
+    wmax_int = (1 << (weight_bits - 1)) - 1
+    excess = np.maximum(np.abs(np.rint(rows)) - np.where(rows < 0, wmax_int + 1, wmax_int), 0)
+    nonzero = rows != 0
+    zeroed = nonzero & (_rows(weight_int) == 0)
+    exact_t = threshold_float * scale
+    raised = np.rint(exact_t) < 1
+    return {
+        "weights_clipped": int(np.count_nonzero(excess)),
+        "weight_clip_max_lsb": float(excess.max(initial=0.0)),
+        "weights_zeroed": int(np.count_nonzero(zeroed)),
+        "weights_nonzero": int(np.count_nonzero(nonzero)),
+        "thresholds_raised": int(np.count_nonzero(raised)),
+        "threshold_raised_max": float((1.0 / exact_t[raised]).max()) if np.any(raised) else 1.0,
+    }
+
+
+def clip_warnings(name: str, clipping: dict, weight_bits: int) -> list[str]:
+    """The clipping of one layer worth a console warning, one line per finding."""
+    out = []
+    if clipping["weights_clipped"]:
+        out.append(f"layer '{name}': {clipping['weights_clipped']} weights clipped to the {weight_bits}-bit "
+                   f"range (by up to {clipping['weight_clip_max_lsb']:g} LSB)")
+    nonzero, zeroed = clipping["weights_nonzero"], clipping["weights_zeroed"]
+    if nonzero and zeroed / nonzero > ZEROED_WARN_FRACTION:
+        out.append(f"layer '{name}': {zeroed} of {nonzero} non-zero weights ({zeroed / nonzero:.0%}) round to 0 "
+                   f"at --weight-bits {weight_bits} (smaller than half an LSB of the largest weight); "
+                   "raise --weight-bits or try --per-channel")
+    if clipping["thresholds_raised"]:
+        out.append(f"layer '{name}': the threshold of {clipping['thresholds_raised']} neurons rounds below 1 "
+                   f"at the weight scale and was raised to 1 (up to {clipping['threshold_raised_max']:.3g}x the "
+                   "float threshold), so they fire less than the float model; the threshold is tiny next to "
+                   "the weights: check the trained parameters, or raise --weight-bits")
+    return out
+
+
 def leak_for(name: str, beta: np.ndarray, frac_bits: int) -> Leak:
     values = np.unique(beta)
     if len(values) != 1:
@@ -145,8 +218,10 @@ def _quantize_layer(layer: Synaptic, opts: QuantOptions, input_max: int) -> Quan
     wmax_int = (1 << (opts.weight_bits - 1)) - 1
     wscale = scale.reshape(-1, *([1] * (layer.weight.ndim - 1)))
     weight = np.clip(np.rint(layer.weight * wscale), -wmax_int - 1, wmax_int).astype(np.int64)
-    bias = np.rint(layer.bias * scale).astype(np.int64)
-    threshold = np.maximum(np.rint(layer.neurons.threshold * scale), 1).astype(np.int64)
+    bias = _integers(layer, "bias", layer.bias, scale, MAX_ACC_BITS, opts.weight_bits)
+    # Below 1 a threshold would fire on any positive membrane: 1 is the smallest (reported).
+    threshold = np.maximum(_integers(layer, "threshold", layer.neurons.threshold, scale, MAX_STATE_BITS,
+                                     opts.weight_bits), 1)
     leak = leak_for(layer.name, layer.neurons.beta, opts.leak_frac_bits)
     common = dict(name=layer.name, weight=weight, bias=bias, threshold=threshold, leak=leak,
                   reset=layer.neurons.reset, weight_bits=opts.weight_bits,
@@ -257,6 +332,7 @@ def quantize(net: Network, opts: QuantOptions, calibration: np.ndarray | None = 
                              f"accumulator (more than {MAX_ACC_BITS}); lower --weight-bits, "
                              "--input-bits or --state-bits")
         report.layers.append(_layer_report(floats[qlayer.name], qlayer, [lo, hi]))
+        report.warnings += clip_warnings(qlayer.name, report.layers[-1].clipping, opts.weight_bits)
     return qnet, report
 
 
@@ -278,6 +354,7 @@ def _layer_report(layer: Synaptic, q: QuantSynaptic, membrane_range: list[int]) 
         state_bits=q.state_bits,
         acc_bits=q.acc_bits,
         input_max=q.input_max,
+        clipping=clip_stats(layer.weight, q.weight, scale, q.weight_bits, layer.neurons.threshold, q.threshold),
     )
 
 

@@ -232,12 +232,17 @@ def render_markdown(report: dict) -> str:
     lines += ["", "## Quantization", "",
               f"{q['weight_bits']}-bit weights, {'per-neuron' if q['per_channel'] else 'per-layer'} "
               f"power-of-two scales; calibration: {q['calibration_samples']} samples ({q['calibration_source']}).",
-              "", "| layer | scale 2^e | weight RMSE (LSB) | threshold rel. error | beta float -> int | membrane range seen |",
-              "|---|---|---|---|---|---|"]
+              "", "| layer | scale 2^e | weight RMSE (LSB) | weights clipped | weights rounded to 0 | "
+              "thresholds raised to 1 | threshold rel. error | beta float -> int | membrane range seen |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for layer in q["layers"]:
+        c = layer["clipping"]
         lines.append(f"| {layer['name']} | {layer['scale_exp']} | {layer['weight_rmse_lsb']:.3f} | "
+                     f"{c['weights_clipped']} (max {c['weight_clip_max_lsb']:g} LSB) | "
+                     f"{c['weights_zeroed']} of {c['weights_nonzero']} | {c['thresholds_raised']} | "
                      f"{layer['threshold_rel_error']:.2e} | {layer['beta_float']:.6g} -> {layer['beta_int']:.6g} | "
                      f"{layer['membrane_range']} |")
+    lines += [""] + [f"- warning: {w}" for w in q["warnings"]] if q["warnings"] else []
     f = report.get("fidelity")
     if f:
         lines += ["", "## Float vs integer", "",
