@@ -20,6 +20,7 @@ Two verdicts:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -82,20 +83,33 @@ class Memory:
     width: int
     initialised: bool = True  # contents come from the bitstream
     read_write: bool = False  # read and written in the same cycle (a RAM, not a ROM)
+    spram: bool = False  # loaded at run time into iCE40UP SPRAM (hardware/memories.py)
 
     @property
     def bits(self) -> int:
         return self.depth * self.width
 
 
-def memories(qnet: QuantNetwork, parallel: int) -> list[Memory]:
-    """The block memories the hardware instantiates, with their shapes."""
+def memories(qnet: QuantNetwork, parallel: int,
+             weight_memories: Mapping[int, str] | None = None) -> list[Memory]:
+    """The block memories the hardware instantiates, with their shapes; the weights of the
+    spiking layers in ``weight_memories`` are loaded at run time (``"ice40_spram"``: into
+    SPRAM)."""
     out = []
+    loaded = weight_memories or {}
+    spiking = -1
     for layer in qnet.layers:
+        if isinstance(layer, (QuantDense, QuantConv2d)):
+            spiking += 1
+        target = loaded.get(spiking) if isinstance(layer, (QuantDense, QuantConv2d)) else None
+        role = "weights" if target is None else f"weights (loaded, {target})"
+        init = target is None
+        in_spram = target == "ice40_spram"
         if isinstance(layer, QuantDense):
             lanes = max(1, min(parallel, layer.out_features))
             groups = math.ceil(layer.out_features / lanes)
-            out.append(Memory(layer.name, "weights", layer.in_features * groups, lanes * layer.weight_bits))
+            out.append(Memory(layer.name, role, layer.in_features * groups, lanes * layer.weight_bits,
+                              initialised=init, spram=in_spram))
             out.append(Memory(layer.name, "membranes", groups, lanes * layer.acc_bits, read_write=True))
             out += _lane_tables(layer, lanes, groups, 1)
             # spike queue: a whole fire pass of group masks (hardware/spike_queue.py)
@@ -107,8 +121,8 @@ def memories(qnet: QuantNetwork, parallel: int) -> list[Memory]:
             lanes = max(1, min(parallel, per_group))
             groups = math.ceil(per_group / lanes)
             kh, kw = layer.kernel
-            out.append(Memory(layer.name, "weights", layer.input_shape[0] * kh * kw * groups,
-                              lanes * layer.weight_bits))
+            out.append(Memory(layer.name, role, layer.input_shape[0] * kh * kw * groups,
+                              lanes * layer.weight_bits, initialised=init, spram=in_spram))
             out.append(Memory(layer.name, "membranes", h * w * layer.groups * groups, lanes * layer.acc_bits,
                               read_write=True))
             out += _lane_tables(layer, lanes, groups, layer.groups)
@@ -187,6 +201,8 @@ class BoardFit:
     fits: bool
     blocks_needed: int
     blocks_available: int
+    spram_needed: int
+    spram_available: int
     lut: int  # estimates, see estimate_logic
     lut_available: int
     ff: int
@@ -202,23 +218,32 @@ class BoardFit:
         return asdict(self)
 
 
-def board_fit(qnet: QuantNetwork, parallel: int, device_key: str, extra: list[Memory] = ()) -> BoardFit:
+def board_fit(qnet: QuantNetwork, parallel: int, device_key: str, extra: list[Memory] = (),
+              weight_memories: Mapping[int, str] | None = None) -> BoardFit:
     """What the bitstream of ``qnet`` needs on ``device_key``, before synthesis.
 
-    Memories over 1 kbit go to block RAM (never SPRAM: every engine memory is initialised
-    from the bitstream or read and written in the same cycle); LUTs, flip-flops and DSPs are
-    :func:`estimate_logic`'s rough estimates. ``shortfalls`` lists each resource that does not
-    fit: what, needed, available. ``extra`` are the board top's memories (sample buffer, FIFO).
+    Memories over 1 kbit go to block RAM, except the weights of the layers that
+    ``weight_memories`` loads at run time into SPRAM (:func:`weight_plan`; every other engine
+    memory is initialised from the bitstream or read and written in the same cycle, which
+    SPRAM cannot do); LUTs, flip-flops and DSPs are :func:`estimate_logic`'s rough estimates.
+    ``shortfalls`` lists each resource that does not fit: what, needed, available. ``extra``
+    are the board top's memories (sample buffer, FIFO).
     """
+    from .hardware.memories import spram_blocks
+
     device = DEVICES[device_key]
     placement = []
-    blocks = 0
+    blocks = spram = 0
     small = {"rom": 0, "ram": 0, "lutram": 0}  # bits of memories built from logic
-    for mem in sorted([*memories(qnet, parallel), *extra], key=lambda m: -m.bits):
-        where, count = place_like_yosys(mem, device)
+    for mem in sorted([*memories(qnet, parallel, weight_memories), *extra], key=lambda m: -m.bits):
+        if mem.spram:
+            where, count = "SPRAM", spram_blocks(mem.depth, mem.width)
+            spram += count
+        else:
+            where, count = place_like_yosys(mem, device)
         if where == device.block.name:
             blocks += count
-        else:
+        elif where != "SPRAM":
             small["lutram" if where == "LUT RAM" else ("ram" if mem.read_write else "rom")] += mem.bits
         placement.append({"layer": mem.layer, "role": mem.role, "depth": mem.depth, "width": mem.width,
                           "bits": mem.bits, "placed_in": where, "blocks": count,
@@ -229,6 +254,8 @@ def board_fit(qnet: QuantNetwork, parallel: int, device_key: str, extra: list[Me
     if blocks > device.blocks:
         shortfalls.append({"what": f"block RAM ({device.block.name}, {device.block_kbit} kbit each)",
                            "needed": blocks, "available": device.blocks})
+    if spram > device.spram:
+        shortfalls.append({"what": "SPRAM (256 kbit each)", "needed": spram, "available": device.spram})
     # Logic is an estimate: refuse only what is clearly out of reach (a 10 % margin).
     if lut > device.lut * 1.1:
         shortfalls.append({"what": "LUT4s", "needed": lut, "available": device.lut, "estimate": True})
@@ -236,9 +263,43 @@ def board_fit(qnet: QuantNetwork, parallel: int, device_key: str, extra: list[Me
         shortfalls.append({"what": "flip-flops", "needed": ff, "available": device.ff, "estimate": True})
     if dsp > device.dsp:
         shortfalls.append({"what": "DSP multipliers", "needed": dsp, "available": device.dsp, "estimate": True})
-    spram_would_help = bool(device.spram and blocks > device.blocks and fit(qnet, parallel, device_key).fits)
-    return BoardFit(device.name, not shortfalls, blocks, device.blocks, lut, device.lut, ff, device.ff,
-                    dsp, device.dsp, logic_bits, placement, shortfalls, spram_would_help)
+    # Only asked when no plan was given (None): would loading weights into SPRAM make it fit?
+    spram_would_help = bool(device.spram and blocks > device.blocks and weight_memories is None
+                            and weight_plan(qnet, parallel, device_key, extra))
+    return BoardFit(device.name, not shortfalls, blocks, device.blocks, spram, device.spram, lut,
+                    device.lut, ff, device.ff, dsp, device.dsp, logic_bits, placement, shortfalls,
+                    spram_would_help)
+
+
+def weight_plan(qnet: QuantNetwork, parallel: int, device_key: str,
+                extra: list[Memory] = ()) -> dict[int, str]:
+    """Which layers' weights to load at run time into SPRAM on ``device_key``: none when the
+    design fits the block RAM as it is (loading costs the host a WEIGHTS upload after every
+    configuration); otherwise the largest weight memories first, while they fit the SPRAM
+    blocks, until the block RAM suffices. ``{}`` on a device without SPRAM, or when moving
+    weights does not make the block RAM fit."""
+    from .hardware.memories import spram_blocks
+
+    device = DEVICES[device_key]
+    if not device.spram or _blocks_fit(board_fit(qnet, parallel, device_key, extra, {}), device):
+        return {}
+    names = [layer.name for layer in qnet.layers if isinstance(layer, (QuantDense, QuantConv2d))]
+    weights = {mem.layer: mem for mem in memories(qnet, parallel) if mem.role == "weights"}
+    plan: dict[int, str] = {}
+    used = 0
+    for k in sorted(range(len(names)), key=lambda k: -weights[names[k]].bits):
+        need = spram_blocks(weights[names[k]].depth, weights[names[k]].width)
+        if used + need > device.spram:
+            continue
+        plan[k] = "ice40_spram"
+        used += need
+        if _blocks_fit(board_fit(qnet, parallel, device_key, extra, plan), device):
+            return dict(sorted(plan.items()))
+    return {}
+
+
+def _blocks_fit(verdict: BoardFit, device: Device) -> bool:
+    return verdict.blocks_needed <= device.blocks and verdict.spram_needed <= device.spram
 
 
 # Yosys' memory_libmap: the cost of a block (its techlibs' brams.txt), 4 per 16x4 LUT RAM

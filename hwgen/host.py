@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -29,11 +30,11 @@ from .errors import HwgenError
 from .widths import address_bits
 
 __all__ = [
-    "BoardError", "BoardInfo", "FrameDecoder", "HostLink", "Result", "crc8", "encode_frame",
+    "BoardError", "BoardInfo", "FrameDecoder", "HostLink", "Result", "WeightMemory", "crc8", "encode_frame",
     "encode_sample", "parse_reply", "sample_tokens",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: WEIGHTS, run-time-loaded weight memories in INFO
 DEFAULT_BAUD = 115200
 DEFAULT_TIMEOUT = 1.0  # seconds to wait for a reply, beyond the bytes' time on the wire
 
@@ -41,11 +42,13 @@ DEFAULT_TIMEOUT = 1.0  # seconds to wait for a reply, beyond the bytes' time on 
 END, ESC, ESC_END, ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
 
 # commands
-CMD_INFO, CMD_LOAD, CMD_START, CMD_READ = b"I"[0], b"L"[0], b"S"[0], b"R"[0]
-COMMANDS = {CMD_INFO: "INFO", CMD_LOAD: "LOAD", CMD_START: "START", CMD_READ: "READ_RESULT"}
+CMD_INFO, CMD_LOAD, CMD_START, CMD_READ, CMD_WEIGHTS = b"I"[0], b"L"[0], b"S"[0], b"R"[0], b"W"[0]
+COMMANDS = {CMD_INFO: "INFO", CMD_LOAD: "LOAD", CMD_START: "START", CMD_READ: "READ_RESULT",
+            CMD_WEIGHTS: "WEIGHTS"}
 
 # reply status
-OK, E_CRC, E_UNKNOWN, E_LENGTH, E_TOO_BIG, E_BAD_SAMPLE, E_NO_SAMPLE, E_NO_RESULT = range(8)
+(OK, E_CRC, E_UNKNOWN, E_LENGTH, E_TOO_BIG, E_BAD_SAMPLE, E_NO_SAMPLE, E_NO_RESULT,
+ E_BAD_WEIGHTS, E_NO_WEIGHTS) = range(10)
 STATUS_TEXT = {
     OK: "ok",
     E_CRC: "the board received a corrupted frame (CRC mismatch)",
@@ -56,6 +59,9 @@ STATUS_TEXT = {
                   "an address outside the input, or bits set above the token)",
     E_NO_SAMPLE: "START without a valid loaded sample",
     E_NO_RESULT: "READ_RESULT before any inference finished",
+    E_BAD_WEIGHTS: "a WEIGHTS chunk for a layer without loaded weights, past the layer's "
+                   "memory, or starting beyond the words loaded so far",
+    E_NO_WEIGHTS: "START before every run-time-loaded weight memory was loaded (WEIGHTS)",
 }
 
 MAX_FRAME = 1 << 20  # the host decoder drops longer frames (runaway garbage)
@@ -156,7 +162,19 @@ def parse_reply(frame: bytes) -> tuple[int, int, int, bytes]:
 
 # ----------------------------------------------------------------------------- payloads
 
-_INFO = struct.Struct("<B8sB3IIHHBBBIII")
+_INFO = struct.Struct("<B8sB3IIHHBBBIIIHB")
+_WEIGHT_MEMORY = struct.Struct("<BBI")  # layer, word bytes, depth (words)
+WEIGHTS_HEADER = struct.Struct("<BI")  # layer, first word
+
+
+@dataclass(frozen=True)
+class WeightMemory:
+    """A weight memory the board loads at run time (INFO): spiking layer ``layer``'s
+    ``depth`` words of ``word_bytes`` bytes (docs/host_link.md, "WEIGHTS")."""
+
+    layer: int
+    word_bytes: int
+    depth: int
 
 
 @dataclass(frozen=True)
@@ -175,13 +193,18 @@ class BoardInfo:
     buffer_depth: int  # tokens the board's sample buffer holds
     clk_freq_hz: int
     baud: int
+    chunk_bytes: int = 0  # most word bytes one WEIGHTS frame may carry
+    weight_memories: tuple[WeightMemory, ...] = ()
 
     def pack(self) -> bytes:
         dims = list(self.input_shape) + [1] * (3 - len(self.input_shape))
-        return _INFO.pack(self.version, bytes.fromhex(self.design_hash), len(self.input_shape),
+        head = _INFO.pack(self.version, bytes.fromhex(self.design_hash), len(self.input_shape),
                           *dims, self.output_size, self.timesteps, self.parallel,
                           self.input_bits, self.count_bits, self.token_bytes, self.buffer_depth,
-                          self.clk_freq_hz, self.baud)
+                          self.clk_freq_hz, self.baud, self.chunk_bytes,
+                          len(self.weight_memories))
+        return head + b"".join(_WEIGHT_MEMORY.pack(w.layer, w.word_bytes, w.depth)
+                               for w in self.weight_memories)
 
     @classmethod
     def unpack(cls, payload: bytes) -> BoardInfo:
@@ -190,14 +213,20 @@ class BoardInfo:
         if payload[0] != PROTOCOL_VERSION:
             raise HwgenError(f"the board speaks host-link protocol version {payload[0]}, this "
                              f"hwgen speaks {PROTOCOL_VERSION}: rebuild the board with this hwgen")
-        if len(payload) != _INFO.size:
-            raise FrameError(f"INFO reply of {len(payload)} bytes, expected {_INFO.size}")
+        if len(payload) < _INFO.size:
+            raise FrameError(f"INFO reply of {len(payload)} bytes, expected at least {_INFO.size}")
         (version, digest, rank, d0, d1, d2, output_size, timesteps, parallel, input_bits,
-         count_bits, token_bytes, depth, clk, baud) = _INFO.unpack(payload)
+         count_bits, token_bytes, depth, clk, baud, chunk, memories) = \
+            _INFO.unpack_from(payload)
+        if len(payload) != _INFO.size + memories * _WEIGHT_MEMORY.size:
+            raise FrameError(f"INFO reply of {len(payload)} bytes, expected "
+                             f"{_INFO.size + memories * _WEIGHT_MEMORY.size}")
         if rank not in (1, 3):
             raise FrameError(f"INFO reply with an input rank of {rank}")
+        weights = tuple(WeightMemory(*_WEIGHT_MEMORY.unpack_from(payload, _INFO.size + i * _WEIGHT_MEMORY.size))
+                        for i in range(memories))
         return cls(version, digest.hex(), (d0, d1, d2)[:rank], output_size, timesteps, parallel,
-                   input_bits, count_bits, token_bytes, depth, clk, baud)
+                   input_bits, count_bits, token_bytes, depth, clk, baud, chunk, weights)
 
     @property
     def input_size(self) -> int:
@@ -210,6 +239,7 @@ class BoardInfo:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
+        d["weight_memories"] = [asdict(w) for w in self.weight_memories]
         return d
 
 
@@ -497,6 +527,34 @@ class HostLink:
         """The readout of the last finished inference, again."""
         return Result.unpack(self.request(CMD_READ, reply_bytes=self._result_bytes()),
                              self.info())
+
+    def load_weights(self, words: dict[int, np.ndarray],
+                     progress: Callable[[int, int], None] | None = None) -> int:
+        """Load every run-time-loaded weight memory the board has (INFO) with ``words``
+        (``{layer: uint8 [depth, word_bytes]}``, ``OUT/weights_K.npy`` as ``hwgen generate``
+        writes them), in chunks of the board's WEIGHTS frame size; returns the bytes sent.
+        ``progress(done, total)`` is called after each chunk."""
+        info = self.info()
+        wanted = {w.layer: w for w in info.weight_memories}
+        if set(words) != set(wanted):
+            raise HwgenError(f"the board loads the weights of layers {sorted(wanted)} at run time, "
+                             f"but weights were given for layers {sorted(words)}")
+        total = sum(w.depth * w.word_bytes for w in wanted.values())
+        sent = 0
+        for layer, memory in sorted(wanted.items()):
+            table = np.ascontiguousarray(words[layer], dtype=np.uint8)
+            if table.shape != (memory.depth, memory.word_bytes):
+                raise HwgenError(f"layer {layer}: the board's weight memory is {memory.depth} words of "
+                                 f"{memory.word_bytes} bytes, the given words are {list(table.shape)}: "
+                                 "were they generated for this design?")
+            per_frame = max(1, info.chunk_bytes // memory.word_bytes)
+            for first in range(0, memory.depth, per_frame):
+                chunk = table[first:first + per_frame].tobytes()
+                self.request(CMD_WEIGHTS, WEIGHTS_HEADER.pack(layer, first) + chunk, reply_bytes=0)
+                sent += len(chunk)
+                if progress is not None:
+                    progress(sent, total)
+        return sent
 
     def infer(self, sample: np.ndarray) -> Result:
         """LOAD then START: one inference of ``sample`` ``[T, *input_shape]`` on the board."""

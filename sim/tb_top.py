@@ -216,6 +216,13 @@ class Vectors:
             self.fanout = [int(f) for f in z["fanout"]]
             self.count_bits = int(z["count_bits"])
             self.timesteps = int(z["timesteps"])
+            # Run-time-loaded weight memories: layer K -> packed words [depth, bytes].
+            self.weights = {int(name[len("weights_"):]): z[name] for name in z.files
+                            if name.startswith("weights_")}
+            # layer K -> the address bits below the word in the weights_K payload
+            self.weight_addr_bits = {int(k): v for k, v in
+                                     json.loads(str(z["weight_addr_bits"])).items()} \
+                if "weight_addr_bits" in z.files else {}
         self.samples = int(self.inputs.shape[0])
 
 
@@ -257,6 +264,19 @@ async def run_vectors(dut):
         json.dumps(next(m for s in report["samples"] for m in s["mismatches"]))
 
 
+async def load_weights(dut, vec: Vectors, rising) -> None:
+    """Write the run-time-loaded weight memories (``weights_K`` ports, docs/hardware.md
+    "Loaded weights") one word per cycle before the first sample, as a board's host does."""
+    for k, words in sorted(vec.weights.items()):
+        valid, payload = (_port(dut, f"weights_{k}__{f}") for f in ("valid", "payload"))
+        shift = vec.weight_addr_bits[k]  # payload = {data, addr}
+        valid.value = 1
+        for a, row in enumerate(words):
+            payload.value = a | (int.from_bytes(row.tobytes(), "little") << shift)
+            await rising
+        valid.value = 0
+
+
 async def _run(dut, vec: Vectors, rng: random.Random | None, report: dict) -> None:
     clk = dut.clk
     in_valid, in_ready, in_payload = (_port(dut, f"spikes_in__{f}")
@@ -285,6 +305,7 @@ async def _run(dut, vec: Vectors, rng: random.Random | None, report: dict) -> No
         await rising
     rst.value = 0
     await rising
+    await load_weights(dut, vec, rising)
 
     cycle = 0  # cycles since reset; the loop below is always just after a rising edge
     driven = 0  # the value on spikes_in__valid

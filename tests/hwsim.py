@@ -18,6 +18,7 @@ from amaranth.sim import Simulator
 
 from hwgen import golden
 from hwgen.hardware import NetworkTop, build_top, pack_token, token_layout, unpack_token
+from hwgen.hardware.memories import pack_words
 from hwgen.hardware.tokens import is_map, shape_size
 from hwgen.ir import QuantNetwork
 
@@ -131,6 +132,7 @@ def simulate_top(top: NetworkTop, inputs: np.ndarray, *, gap: float = 0.0, seed:
     a_bits = token_layout(top.input_shape).size - 2
 
     async def testbench(ctx):
+        await load_weights(ctx, top)
         sent, opening, offer, drain = 0, True, False, None
         for cycle in range(max_cycles):
             held = settle is not None and sent in opens and release.get(sent, max_cycles) > cycle
@@ -172,6 +174,22 @@ def simulate_top(top: NetworkTop, inputs: np.ndarray, *, gap: float = 0.0, seed:
     result["spikes"] = [d.spikes for d in decoders]
     result["tap_ticks"] = [d.tick_edges for d in decoders]
     return result
+
+
+async def load_weights(ctx, top: NetworkTop) -> None:
+    """Write every run-time-loaded weight memory of ``top`` (``weights_K``), one word per
+    cycle, as the board top's WEIGHTS command does; nothing for bitstream ROMs."""
+    for k in top.weight_memories:
+        port = getattr(top, f"weights_{k}")
+        words = top.weight_words(k)
+        bits = words.shape[1] and len(port.payload.data)
+        packed = pack_words(words, bits // words.shape[1])
+        for addr, row in enumerate(packed):
+            ctx.set(port.valid, 1)
+            ctx.set(port.payload.addr, addr)
+            ctx.set(port.payload.data, int.from_bytes(row.tobytes(), "little"))
+            await ctx.tick()
+        ctx.set(port.valid, 0)
 
 
 def check_against_golden(qnet: QuantNetwork, parallel: int, inputs: np.ndarray, **kw) -> dict:

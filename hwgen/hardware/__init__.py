@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..ir import QuantNetwork
 from .conv import ConvLIFEngine, conv_tap_counts
 from .dense import DenseLIFEngine
@@ -41,8 +43,10 @@ __all__ = [
 ]
 
 
-def build_top(qnet: QuantNetwork, parallel: int) -> NetworkTop:
+def build_top(qnet: QuantNetwork, parallel: int,
+              weight_memories: Mapping[int, str] | None = None) -> NetworkTop:
     """The top-level component for ``qnet`` with ``parallel`` lanes per layer (capped per layer:
-    at a dense layer's width, at a convolution's ``C_out / groups``)."""
+    at a dense layer's width, at a convolution's ``C_out / groups``); ``weight_memories``
+    names the layers whose weights are loaded at run time (``NetworkTop``)."""
     plan_units(qnet)  # refuse an unrealisable network before any hardware object exists
-    return NetworkTop(qnet, parallel)
+    return NetworkTop(qnet, parallel, weight_memories=weight_memories)

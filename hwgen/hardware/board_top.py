@@ -35,6 +35,8 @@ leds : ``Out(leds)``, only when ``leds > 0``: bit 0 an inference is running, bit
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from amaranth.back import verilog
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
@@ -42,9 +44,10 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..host import (CMD_INFO, CMD_LOAD, CMD_READ, CMD_START, E_BAD_SAMPLE, E_CRC, E_LENGTH,
-                    E_NO_RESULT, E_NO_SAMPLE, E_TOO_BIG, E_UNKNOWN, END, ESC, ESC_END, ESC_ESC,
-                    OK, PROTOCOL_VERSION, BoardInfo)
+from ..host import (CMD_INFO, CMD_LOAD, CMD_READ, CMD_START, CMD_WEIGHTS, E_BAD_SAMPLE,
+                    E_BAD_WEIGHTS, E_CRC, E_LENGTH, E_NO_RESULT, E_NO_SAMPLE, E_NO_WEIGHTS,
+                    E_TOO_BIG, E_UNKNOWN, END, ESC, ESC_END, ESC_ESC, OK, PROTOCOL_VERSION,
+                    WEIGHTS_HEADER, BoardInfo, WeightMemory)
 from ..ir import QuantNetwork
 from ..widths import unsigned_bits
 from .tokens import is_map, shape_size, token_layout
@@ -57,6 +60,7 @@ __all__ = ["BoardTop", "SlipEncoder", "board_info", "board_verilog_text", "crc8_
 BOARD_TOP_NAME = "hwgen_board"
 DEFAULT_BAUD = 115200
 MAX_DEFAULT_BUFFER = 2048  # tokens
+WEIGHT_CHUNK_BYTES = 512  # word bytes per WEIGHTS frame: the chunk FIFO, one block RAM
 
 
 def default_buffer_depth(qnet: QuantNetwork) -> int:
@@ -66,10 +70,13 @@ def default_buffer_depth(qnet: QuantNetwork) -> int:
 
 
 def board_info(qnet: QuantNetwork, parallel: int, clk_freq_hz: float, baud: int = DEFAULT_BAUD,
-               buffer_depth: int | None = None) -> BoardInfo:
-    """The INFO reply of ``BoardTop(qnet, parallel, clk_freq_hz, baud, buffer_depth=...)``,
-    without building any hardware. Raises ``ValueError`` for what the board top refuses."""
+               buffer_depth: int | None = None,
+               weight_memories: Mapping[int, str] | None = None) -> BoardInfo:
+    """The INFO reply of ``BoardTop(qnet, parallel, clk_freq_hz, baud, buffer_depth=...,
+    weight_memories=...)``, without building any hardware. Raises ``ValueError`` for what the
+    board top refuses."""
     from ..emit import model_hash
+    from .top import packed_weights
 
     units, shape, value_bits = plan_units(qnet)
     engines = [u for u in units if u.spiking is not None]
@@ -81,13 +88,20 @@ def board_info(qnet: QuantNetwork, parallel: int, clk_freq_hz: float, baud: int 
     if output_size >= 1 << 32 or qnet.timesteps >= 1 << 16 or parallel >= 1 << 16:
         raise ValueError("the INFO reply cannot describe this network (sizes too large)")
     uart_divisor(clk_freq_hz, baud)  # refuse a baud rate the clock cannot make
+    memories = tuple(WeightMemory(k, int(w.shape[1]), int(w.shape[0]))
+                     for k, w in packed_weights(qnet, parallel, weight_memories or {}).items())
+    for memory in memories:
+        if memory.word_bytes > WEIGHT_CHUNK_BYTES:
+            raise ValueError(f"layer {memory.layer}: {memory.word_bytes}-byte weight words do not "
+                             f"fit a {WEIGHT_CHUNK_BYTES}-byte WEIGHTS frame")
     return BoardInfo(
-        version=PROTOCOL_VERSION, design_hash=model_hash(qnet, parallel),
+        version=PROTOCOL_VERSION, design_hash=model_hash(qnet, parallel, weight_memories),
         input_shape=tuple(int(d) for d in shape) if is_map(shape) else (shape_size(shape),),
         output_size=output_size, timesteps=qnet.timesteps, parallel=parallel,
         input_bits=qnet.input_bits, count_bits=unsigned_bits(qnet.timesteps),
         token_bytes=-(-token_layout(shape, value_bits).size // 8), buffer_depth=depth,
-        clk_freq_hz=int(round(clk_freq_hz)), baud=int(baud))
+        clk_freq_hz=int(round(clk_freq_hz)), baud=int(baud),
+        chunk_bytes=WEIGHT_CHUNK_BYTES if memories else 0, weight_memories=memories)
 
 
 def crc8_next(m: Module, crc: Value, byte: Value) -> Value:
@@ -156,11 +170,11 @@ class BoardTop(wiring.Component):
 
     def __init__(self, qnet: QuantNetwork, parallel: int, clk_freq_hz: float,
                  baud: int = DEFAULT_BAUD, *, buffer_depth: int | None = None, leds: int = 0,
-                 rx_fifo_depth: int = 128):
+                 rx_fifo_depth: int = 128, weight_memories: Mapping[int, str] | None = None):
         self.qnet = qnet
         self.parallel = parallel
-        self.info = board_info(qnet, parallel, clk_freq_hz, baud, buffer_depth)
-        self.accelerator = NetworkTop(qnet, parallel)
+        self.info = board_info(qnet, parallel, clk_freq_hz, baud, buffer_depth, weight_memories)
+        self.accelerator = NetworkTop(qnet, parallel, weight_memories=weight_memories)
         self.divisor = uart_divisor(clk_freq_hz, baud)
         self.buffer_depth = self.info.buffer_depth
         if rx_fifo_depth < 16:
@@ -285,6 +299,9 @@ class BoardTop(wiring.Component):
             write.en.eq(token_done & (n_tokens != self.buffer_depth)),
         ]
 
+        weights = _WeightLoader(m, self, accel, got_data & (count >= 3) & (cmd == CMD_WEIGHTS),
+                                pending) if self.info.weight_memories else None
+
         with m.If(got_data):
             m.d.sync += [crc.eq(crc8_next(m, crc, byte)), count.eq(Mux(count == 7, 7, count + 1))]
             with m.If(count == 0):
@@ -292,6 +309,9 @@ class BoardTop(wiring.Component):
                 with m.If(byte == CMD_LOAD):
                     m.d.sync += [n_tokens.eq(0), ticks.eq(0), part.eq(0), too_big.eq(0),
                                  bad.eq(0), loaded.eq(0)]
+                if weights is not None:
+                    with m.If(byte == CMD_WEIGHTS):
+                        m.d.sync += weights.restart()
             with m.Elif(count == 1):
                 m.d.sync += seq.eq(byte)
             with m.Else():
@@ -376,6 +396,15 @@ class BoardTop(wiring.Component):
                             m.d.sync += reply(E_BAD_SAMPLE)
                         with m.Else():
                             m.d.sync += [*reply(OK), loaded.eq(1)]
+                    with m.Elif((cmd == CMD_WEIGHTS) & (weights is not None)):
+                        if weights is not None:
+                            with m.If(~weights.whole_words):
+                                m.d.sync += reply(E_LENGTH)
+                            with m.Elif(~weights.in_range):
+                                m.d.sync += reply(E_BAD_WEIGHTS)
+                            with m.Else():
+                                m.d.sync += [*reply(OK), *weights.begin_commit()]
+                                m.next = "COMMIT"
                     with m.Elif((cmd != CMD_INFO) & (cmd != CMD_START) & (cmd != CMD_READ)):
                         m.d.sync += reply(E_UNKNOWN)
                     with m.Elif(count != 3):
@@ -385,6 +414,8 @@ class BoardTop(wiring.Component):
                     with m.Elif(cmd == CMD_START):
                         with m.If(~loaded):
                             m.d.sync += reply(E_NO_SAMPLE)
+                        with m.Elif(~(weights.complete if weights is not None else Const(1))):
+                            m.d.sync += reply(E_NO_WEIGHTS)
                         with m.Else():
                             m.d.sync += [ptr.eq(0), out_valid.eq(0), running.eq(1)]
                             m.next = "RUN"
@@ -399,9 +430,15 @@ class BoardTop(wiring.Component):
                 with m.If(accel.done):
                     m.d.sync += [running.eq(0), result_valid.eq(1), *reply(OK, KIND_RESULT)]
                     m.next = "REPLY_OPEN"
+            with m.State("COMMIT"):  # a checked WEIGHTS chunk goes into its memory
+                if weights is not None:
+                    with m.If(weights.commit()):
+                        m.next = "REPLY_OPEN"
             with m.State("REPLY_OPEN"):
-                m.d.comb += [slip.i.valid.eq(1), slip.i.payload.end.eq(1)]
-                with m.If(slip.i.ready):
+                # A refused WEIGHTS frame leaves its bytes in the chunk FIFO: drop them first.
+                empty = weights.drain() if weights is not None else Const(1)
+                m.d.comb += [slip.i.valid.eq(empty), slip.i.payload.end.eq(1)]
+                with m.If(slip.i.ready & empty):
                     m.d.sync += [index.eq(0), reply_crc.eq(0)]
                     m.next = "REPLY_BODY"
             with m.State("REPLY_BODY"):
@@ -430,6 +467,113 @@ class BoardTop(wiring.Component):
             m.d.comb += self.leds.eq(Cat(running, error, loaded, prediction)[:self.led_count])
 
         return m
+
+
+class _WeightLoader:
+    """The WEIGHTS command of a board top with run-time-loaded weights (docs/host_link.md).
+
+    A frame's header (layer, first word) is kept in registers and its word bytes in a FIFO
+    of ``WEIGHT_CHUNK_BYTES`` while the frame arrives; only after its CRC and every check
+    passed (``whole_words``, ``in_range``) does COMMIT write the words into the layer's
+    ``weights_K`` stream, one per ``word_bytes`` cycles. A refused frame's bytes are dropped
+    (``drain``). ``complete`` once every memory was loaded from word 0 to its end without a
+    gap: a chunk may start anywhere up to the words loaded so far (a resent chunk rewrites).
+    Built from the board top's elaborate (its signals live in the board top's module ``m``).
+    """
+
+    def __init__(self, m: Module, top: BoardTop, accel: NetworkTop, payload_byte: Value,
+                 byte: Value):
+        self.m = m
+        memories = top.info.weight_memories
+        self.memories = memories
+        self.ports = [getattr(accel, f"weights_{w.layer}") for w in memories]
+        m.submodules.weight_chunk = self.fifo = fifo = SyncFIFOBuffered(width=8, depth=WEIGHT_CHUNK_BYTES)
+        widest = max(w.word_bytes for w in memories)
+        header = WEIGHTS_HEADER.size
+        self.index = Signal(range(header + 1))  # header bytes received, saturating
+        self.layer = Signal(8)
+        self.first = Signal(32)
+        self.part = Signal(range(widest))  # bytes of the current word
+        self.words = Signal(range(WEIGHT_CHUNK_BYTES + 1))
+        self.overflow = Signal()
+        self.addr = Signal(32)  # COMMIT: the next word's address
+        self.assembly = Signal(8 * widest)
+        self.loaded = [Signal(range(w.depth + 1), name=f"weights_loaded_{w.layer}") for w in memories]
+
+        slot_of = Signal(range(len(memories) + 1))  # len(memories): no such layer
+        m.d.comb += slot_of.eq(len(memories))
+        for i, w in enumerate(memories):
+            with m.If(self.layer == w.layer):
+                m.d.comb += slot_of.eq(i)
+        self.slot = slot_of
+        self.word_bytes = Signal(range(widest + 1))
+        self.depth = Signal(32)
+        self.loaded_here = Signal(32)
+        m.d.comb += self.word_bytes.eq(1)
+        for i, w in enumerate(memories):
+            with m.If(slot_of == i):
+                m.d.comb += [self.word_bytes.eq(w.word_bytes), self.depth.eq(w.depth),
+                             self.loaded_here.eq(self.loaded[i])]
+
+        with m.If(payload_byte):
+            with m.If(self.index < header):
+                m.d.sync += self.index.eq(self.index + 1)
+                with m.If(self.index == 0):
+                    m.d.sync += self.layer.eq(byte)
+                with m.Else():
+                    m.d.sync += self.first.eq(Cat(self.first[8:], byte))
+            with m.Else():
+                m.d.comb += [fifo.w_data.eq(byte), fifo.w_en.eq(fifo.w_rdy)]
+                with m.If(~fifo.w_rdy):
+                    m.d.sync += self.overflow.eq(1)
+                with m.If(self.part == self.word_bytes - 1):
+                    m.d.sync += [self.part.eq(0), self.words.eq(self.words + 1)]
+                with m.Else():
+                    m.d.sync += self.part.eq(self.part + 1)
+
+        self.whole_words = ((self.index == header) & (self.part == 0) & (self.words != 0)
+                            & ~self.overflow)
+        self.in_range = ((slot_of != len(memories)) & (self.first <= self.loaded_here)
+                         & (self.first + self.words <= self.depth))
+        self.complete = Cat(*(self.loaded[i] == w.depth for i, w in enumerate(memories))).all()
+
+    def restart(self) -> list:
+        return [self.index.eq(0), self.part.eq(0), self.words.eq(0), self.overflow.eq(0)]
+
+    def begin_commit(self) -> list:
+        return [self.addr.eq(self.first), self.part.eq(0)]
+
+    def commit(self) -> Value:
+        """COMMIT, one cycle: pop a byte, write a finished word; true once all are written."""
+        m, fifo = self.m, self.fifo
+        m.d.comb += fifo.r_en.eq(1)
+        word = Cat(self.assembly[8:], fifo.r_data)
+        finishing = fifo.r_rdy & (self.part == self.word_bytes - 1)
+        with m.If(fifo.r_rdy):
+            m.d.sync += self.assembly.eq(word)
+            with m.If(finishing):
+                m.d.sync += [self.part.eq(0), self.addr.eq(self.addr + 1)]
+            with m.Else():
+                m.d.sync += self.part.eq(self.part + 1)
+        widest = len(self.assembly) // 8
+        for i, (w, port) in enumerate(zip(self.memories, self.ports)):
+            # The word's w.word_bytes bytes are the top of `word`, its first byte lowest.
+            m.d.comb += [
+                port.valid.eq(finishing & (self.slot == i)),
+                port.payload.addr.eq(self.addr),
+                port.payload.data.eq(word[8 * (widest - w.word_bytes):]),
+            ]
+        done = fifo.level == 0
+        with m.If(done):
+            for i, loaded in enumerate(self.loaded):
+                with m.If((self.slot == i) & (self.first + self.words > loaded)):
+                    m.d.sync += loaded.eq(self.first + self.words)
+        return done
+
+    def drain(self) -> Value:
+        """Drop what a refused frame left in the chunk FIFO; true when it is empty."""
+        self.m.d.comb += self.fifo.r_en.eq(1)
+        return self.fifo.level == 0
 
 
 def board_verilog_text(qnet: QuantNetwork, parallel: int, clk_freq_hz: float,

@@ -35,11 +35,12 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir import QuantConv2d
 from .dense import check_accumulator
+from .memories import load_signature
 from .lanes import lane_memories, lane_table, lane_values, lanes_and_groups, update_lanes
 from .spike_queue import SpikeQueue, queue_word
 from .tokens import address_layout, token_signature
 
-__all__ = ["ConvLIFEngine", "axis_taps", "check_conv", "conv_tap_counts"]
+__all__ = ["ConvLIFEngine", "axis_taps", "check_conv", "conv_tap_counts", "conv_weight_words"]
 
 
 def axis_taps(size: int, kernel: int, stride: int, padding: int, out_size: int
@@ -105,6 +106,22 @@ def _lookup(m: Module, name: str, index: Value, rows: list[tuple[int, ...]]) -> 
     return outs
 
 
+def conv_weight_words(layer: QuantConv2d, parallel: int) -> np.ndarray:
+    """The weight memory of ``layer`` at ``parallel`` lanes, ``[C_in * kh * kw * G, P]``
+    (``ConvLIFEngine``'s class docs give the word order)."""
+    c_in = layer.input_shape[0]
+    kh, kw = layer.kernel
+    cog = layer.output_shape[0] // layer.groups
+    P, G = lanes_and_groups(cog, parallel)
+    cig = c_in // layer.groups
+    words = np.zeros((c_in, kh, kw, G * P), dtype=np.int64)
+    for ci in range(c_in):
+        cg, local = divmod(ci, cig)
+        block = layer.weight[cg * cog:(cg + 1) * cog, local]  # [C_out_g, kh, kw]
+        words[ci, :, :, :cog] = np.transpose(block, (1, 2, 0))
+    return words.reshape(c_in * kh * kw * G, P)
+
+
 class ConvLIFEngine(wiring.Component):
     """One spiking ``Conv2d`` layer, ``parallel`` output channels per cycle.
 
@@ -159,7 +176,8 @@ class ConvLIFEngine(wiring.Component):
     decode_latency = 1
 
     def __init__(self, layer: QuantConv2d, parallel: int, input_bits: int = 1,
-                 input_max: int | None = None, queue_depth: int | None = None, event_buffer: int = 4):
+                 input_max: int | None = None, queue_depth: int | None = None, event_buffer: int = 4,
+                 weight_target: str | None = None):
         c_in, h, w = (int(d) for d in layer.input_shape)
         c_out, h_out, w_out = (int(d) for d in layer.output_shape)
         kh, kw = layer.kernel
@@ -180,11 +198,17 @@ class ConvLIFEngine(wiring.Component):
         self.event_buffer = max(1, event_buffer)
         self.y_taps = axis_taps(h, kh, layer.stride[0], layer.padding[0], h_out)
         self.x_taps = axis_taps(w, kw, layer.stride[1], layer.padding[1], w_out)
-        super().__init__({
+        # Loaded weights (a `weights` member) as in DenseLIFEngine.
+        self.weight_target = weight_target
+        members = {
             "spikes_in": In(token_signature(layer.input_shape,
                                             input_bits if input_bits > 1 else 0)),
             "spikes_out": Out(token_signature(layer.output_shape)),
-        })
+        }
+        if weight_target is not None:
+            members["weights"] = In(load_signature(c_in * kh * kw * self.groups,
+                                                   self.lanes * layer.weight_bits))
+        super().__init__(members)
 
     # ------------------------------------------------------------------------- cost model
 
@@ -204,18 +228,9 @@ class ConvLIFEngine(wiring.Component):
 
     # ------------------------------------------------------------------------- tables
 
-    def _weight_words(self) -> np.ndarray:
-        layer = self.layer
-        c_in = layer.input_shape[0]
-        kh, kw = layer.kernel
-        P, G, cog = self.lanes, self.groups, self.channels_per_group
-        cig = c_in // layer.groups
-        words = np.zeros((c_in, kh, kw, G * P), dtype=np.int64)
-        for ci in range(c_in):
-            cg, local = divmod(ci, cig)
-            block = layer.weight[cg * cog:(cg + 1) * cog, local]  # [C_out_g, kh, kw]
-            words[ci, :, :, :cog] = np.transpose(block, (1, 2, 0))
-        return words.reshape(c_in * kh * kw * G, P)
+    def weight_words(self) -> np.ndarray:
+        """The weight memory's contents: :func:`conv_weight_words`."""
+        return conv_weight_words(self.layer, self.lanes)
 
     # ------------------------------------------------------------------------- hardware
 
@@ -235,8 +250,10 @@ class ConvLIFEngine(wiring.Component):
         # Per-channel values as [GG, P] tables, one block of channel groups per
         # convolution group.
         bias = lane_table(layer.bias, P, G, blocks=layer.groups)
-        w_rd, v_wr, v_rd = lane_memories(m, layer, self._weight_words(),
-                                         np.tile(bias, (h_out * w_out, 1)))
+        w_rd, v_wr, v_rd = lane_memories(m, layer, self.weight_words(),
+                                         np.tile(bias, (h_out * w_out, 1)), self.weight_target)
+        if self.weight_target is not None:
+            wiring.connect(m, wiring.flipped(self.weights), w_rd.load)
 
         # Address steps of the walker (see the module docstring).
         tap_w = sx * G - (G - 1)  # weight word: from the last group of a tap to the next tap

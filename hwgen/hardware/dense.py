@@ -24,11 +24,12 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir import QuantDense
 from ..widths import accumulator_bits
+from .memories import load_signature
 from .lanes import lane_memories, lane_table, lane_values, lanes_and_groups, update_lanes
 from .spike_queue import SpikeQueue, queue_word
 from .tokens import token_signature
 
-__all__ = ["DenseLIFEngine", "check_accumulator"]
+__all__ = ["DenseLIFEngine", "check_accumulator", "dense_weight_words"]
 
 
 def check_accumulator(layer, weight: np.ndarray, input_max: int) -> None:
@@ -43,6 +44,17 @@ def check_accumulator(layer, weight: np.ndarray, input_max: int) -> None:
                          f"would wrap")
     if (np.asarray(layer.threshold) < 1).any():
         raise ValueError(f"layer {layer.name!r}: thresholds must be >= 1")
+
+
+def dense_weight_words(layer: QuantDense, parallel: int) -> np.ndarray:
+    """The weight memory of ``layer`` at ``parallel`` lanes, ``[in_features * G, P]``: word
+    ``j*G + g`` holds the weights from input ``j`` to the ``P`` neurons of group ``g`` (zeros
+    past the layer)."""
+    P, G = lanes_and_groups(layer.out_features, parallel)
+    n_in, n_out = layer.in_features, layer.out_features
+    weight = np.zeros((G * P, n_in), dtype=np.int64)
+    weight[:n_out] = layer.weight
+    return weight.reshape(G, P, n_in).transpose(2, 0, 1).reshape(n_in * G, P)
 
 
 class DenseLIFEngine(wiring.Component):
@@ -77,10 +89,13 @@ class DenseLIFEngine(wiring.Component):
     pipeline_latency = 5
 
     def __init__(self, layer: QuantDense, parallel: int, input_bits: int = 1,
-                 input_max: int | None = None):
+                 input_max: int | None = None, weight_target: str | None = None):
         """``input_max``: the largest value an input address carries per timestep (default:
         the larger of ``layer.input_max`` and ``2**input_bits - 1``); it sizes the check that
-        ``acc_bits`` cannot wrap."""
+        ``acc_bits`` cannot wrap. ``weight_target``: ``None`` for weights in a ROM that the
+        bitstream initialises, else a ``memories.TARGETS`` entry: the weights are loaded at
+        run time through an extra member ``weights`` (``In(load_signature(...))``), words as
+        :meth:`weight_words` gives them."""
         if input_bits < 1:
             raise ValueError(f"input_bits must be at least 1, not {input_bits}")
         if input_max is None:
@@ -90,11 +105,20 @@ class DenseLIFEngine(wiring.Component):
         self.input_bits = input_bits
         self.multiplier_bits = (layer.weight_bits, input_bits) if input_bits > 1 else None
         self.lanes, self.groups = lanes_and_groups(layer.out_features, parallel)
-        super().__init__({
+        self.weight_target = weight_target
+        members = {
             "spikes_in": In(token_signature(layer.in_features,
                                             input_bits if input_bits > 1 else 0)),
             "spikes_out": Out(token_signature(layer.out_features)),
-        })
+        }
+        if weight_target is not None:
+            members["weights"] = In(load_signature(layer.in_features * self.groups,
+                                                   self.lanes * layer.weight_bits))
+        super().__init__(members)
+
+    def weight_words(self) -> np.ndarray:
+        """The weight memory's contents: :func:`dense_weight_words`."""
+        return dense_weight_words(self.layer, self.lanes)
 
     def timestep_cycles(self, active_inputs: int) -> int:
         """Cycles this engine holds its input for a timestep of ``active_inputs`` spikes."""
@@ -106,12 +130,10 @@ class DenseLIFEngine(wiring.Component):
         P, G = self.lanes, self.groups
         n_in, n_out = layer.in_features, layer.out_features
 
-        # Word j*G + g holds the weights from input j to the P neurons of group g.
-        weight = np.zeros((G * P, n_in), dtype=np.int64)
-        weight[:n_out] = layer.weight
-        words = weight.reshape(G, P, n_in).transpose(2, 0, 1).reshape(n_in * G, P)
         bias = lane_table(layer.bias, P, G)
-        w_rd, v_wr, v_rd = lane_memories(m, layer, words, bias)
+        w_rd, v_wr, v_rd = lane_memories(m, layer, self.weight_words(), bias, self.weight_target)
+        if self.weight_target is not None:
+            wiring.connect(m, wiring.flipped(self.weights), w_rd.load)
 
         # ---- stage 0: walk the groups of the current token, present the read addresses
 

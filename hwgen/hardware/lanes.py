@@ -19,6 +19,7 @@ from amaranth.lib.memory import Memory, ReadPort, WritePort
 
 from ..ir import Leak
 from ..widths import signed_bits
+from .memories import LoadedWeights
 
 __all__ = ["fire_lane", "lane_memories", "lane_table", "lane_values", "lanes_and_groups",
            "leak", "update_lanes"]
@@ -67,21 +68,30 @@ def lane_values(m: Module, name: str, table: np.ndarray, addr: Value, en: Value)
     return [port.data[lane] for lane in range(table.shape[1])]
 
 
-def lane_memories(m: Module, layer, weights: np.ndarray, membrane: np.ndarray
-                  ) -> tuple[ReadPort, WritePort, ReadPort]:
-    """The weight ROM and the membrane RAM of an engine, words of ``P`` lanes.
+def lane_memories(m: Module, layer, weights: np.ndarray, membrane: np.ndarray,
+                  weight_target: str | None = None
+                  ) -> tuple[ReadPort | LoadedWeights, WritePort, ReadPort]:
+    """The weight memory and the membrane RAM of an engine, words of ``P`` lanes.
 
     ``weights`` and ``membrane`` are the initial words, ``[depth, P]``; the membrane holds
     ``u + b`` (docs/semantics.md), so it starts out as the biases. Returns the weight read
     port and the membrane's write and read ports. The membrane's read port is transparent
     for its write port: a read of the word written in the same cycle sees the new value,
     which is why the engines need no hazard logic between back-to-back events.
+
+    The weights are a ROM initialised by the bitstream, or with ``weight_target`` (one of
+    ``memories.TARGETS``) a ``LoadedWeights`` RAM of the same shape, written at run time
+    through its ``load`` stream; both read alike (``addr``, ``en``, ``data``).
     """
     lanes = weights.shape[1]
-    m.submodules.weights = weight_rom = Memory(
-        shape=data.ArrayLayout(signed(layer.weight_bits), lanes), depth=len(weights),
-        init=weights.tolist())
-    w_rd = weight_rom.read_port()
+    if weight_target is None:
+        m.submodules.weights = weight_rom = Memory(
+            shape=data.ArrayLayout(signed(layer.weight_bits), lanes), depth=len(weights),
+            init=weights.tolist())
+        w_rd = weight_rom.read_port()
+    else:
+        m.submodules.weights = w_rd = LoadedWeights(lanes, layer.weight_bits, len(weights),
+                                                    weight_target)
     m.submodules.membrane = membrane_ram = Memory(
         shape=data.ArrayLayout(signed(layer.acc_bits), lanes), depth=len(membrane),
         init=membrane.tolist())

@@ -13,7 +13,7 @@ produce no hardware.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,15 +24,16 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir import Flatten, MaxPool2d, QuantConv2d, QuantDense, QuantNetwork, SumPool2d
 from ..widths import address_bits, unsigned_bits
-from .conv import ConvLIFEngine, axis_taps, check_conv, conv_tap_counts
-from .dense import DenseLIFEngine, check_accumulator
+from .conv import ConvLIFEngine, axis_taps, check_conv, conv_tap_counts, conv_weight_words
+from .dense import DenseLIFEngine, check_accumulator, dense_weight_words
 from .lanes import lanes_and_groups
+from .memories import load_signature, pack_words
 from .pool import FlattenRemap, MaxPoolDedup, SumPoolRemap, flatten_is_identity
 from .readout import Readout
 from .stall import StallPoint
 from .tokens import StreamShape, is_map, shape_size, token_layout, token_signature
 
-__all__ = ["NetworkTop", "Unit", "estimate_cycles", "network_activity", "plan_units",
+__all__ = ["NetworkTop", "Unit", "estimate_cycles", "network_activity", "packed_weights", "plan_units",
            "tap_signature"]
 
 
@@ -64,13 +65,15 @@ class Unit:
     input_max: int = 1
     spiking: int | None = None
 
-    def build(self, parallel: int) -> wiring.Component:
+    def build(self, parallel: int, weight_target: str | None = None) -> wiring.Component:
+        """The unit's component; ``weight_target`` (engines only) loads its weights at run
+        time instead of from the bitstream (``memories.LoadedWeights``)."""
         if self.kind == "dense":
             return DenseLIFEngine(self.layer, parallel, input_bits=max(1, self.value_bits),
-                                  input_max=self.input_max)
+                                  input_max=self.input_max, weight_target=weight_target)
         if self.kind == "conv":
             return ConvLIFEngine(self.layer, parallel, input_bits=max(1, self.value_bits),
-                                 input_max=self.input_max)
+                                 input_max=self.input_max, weight_target=weight_target)
         if self.kind == "sum_pool":
             return SumPoolRemap(self.layer)
         if self.kind == "max_pool":
@@ -295,6 +298,22 @@ def _unit_name(n: int, unit: Unit) -> str:
     return f"layer{unit.spiking}" if unit.spiking is not None else f"unit{n}_{unit.kind}"
 
 
+def engine_weight_words(unit: Unit, parallel: int) -> np.ndarray:
+    """The weight memory contents of an engine unit, ``[depth, P]`` signed weights."""
+    if unit.kind == "conv":
+        return conv_weight_words(unit.layer, parallel)
+    return dense_weight_words(unit.layer, parallel)
+
+
+def packed_weights(qnet: QuantNetwork, parallel: int, layers: Iterable[int]) -> dict[int, np.ndarray]:
+    """The words of run-time-loaded spiking layers ``layers`` as the ``weights_K`` streams and
+    the host link's WEIGHTS command carry them: ``{K: uint8 [depth, ceil(P * bits / 8)]}``."""
+    units, _, _ = plan_units(qnet)
+    engines = {u.spiking: u for u in units if u.spiking is not None}
+    return {k: pack_words(engine_weight_words(engines[k], parallel), engines[k].layer.weight_bits)
+            for k in sorted(layers)}
+
+
 class NetworkTop(wiring.Component):
     """The whole accelerator for ``qnet``, each layer ``parallel`` neurons (dense) or output
     channels (convolution) per cycle.
@@ -321,15 +340,27 @@ class NetworkTop(wiring.Component):
     chain passes a ``StallPoint`` that the testbench holds through ``stall`` (bit ``i`` for
     link ``stall_links[i]``: the input, each unit-to-unit link, the readout's input) and
     watches through ``stall_offer``; without it the design has neither port and no extra logic.
+
+    ``weight_memories`` maps spiking layers ``K`` to a ``memories.TARGETS`` entry: those
+    layers' weights are written at run time (docs/hardware.md, "Loaded weights") through a
+    member ``weights_K : In(load_signature(depth, P * weight_bits))`` each, words as
+    :meth:`weight_words` gives them; the other layers keep bitstream-initialised ROMs.
     """
 
-    def __init__(self, qnet: QuantNetwork, parallel: int, *, stall_points: bool = False):
+    def __init__(self, qnet: QuantNetwork, parallel: int, *, stall_points: bool = False,
+                 weight_memories: Mapping[int, str] | None = None):
         if parallel < 1:
             raise ValueError(f"parallel must be at least 1, not {parallel}")
         self.qnet = qnet
         self.parallel = parallel
         self.units, self.input_shape, self.input_value_bits = plan_units(qnet)
         engines = [u for u in self.units if u.spiking is not None]
+        self.weight_memories = dict(sorted((weight_memories or {}).items()))
+        unknown = set(self.weight_memories) - {u.spiking for u in engines}
+        if unknown:
+            raise ValueError(f"weight_memories names layers {sorted(unknown)}, but the network "
+                             f"has spiking layers 0..{len(engines) - 1}")
+        self._engine_units = {u.spiking: u for u in engines}
         self.lanes, self.groups, self.fire_pass, self.pipeline_latency = [], [], [], []
         for unit in engines:
             channels = (unit.layer.output_shape[0] // unit.layer.groups if unit.kind == "conv"
@@ -348,6 +379,10 @@ class NetworkTop(wiring.Component):
         members = {"spikes_in": In(token_signature(self.input_shape, self.input_value_bits))}
         for unit in engines:
             members[f"tap_{unit.spiking}"] = Out(tap_signature(unit.out_shape))
+        for k in self.weight_memories:
+            depth, lanes = self.weight_words(k).shape
+            members[f"weights_{k}"] = In(load_signature(
+                depth, lanes * self._engine_units[k].layer.weight_bits))
         members.update({
             "done": Out(1),
             "prediction": Out(address_bits(n_out)),
@@ -372,14 +407,27 @@ class NetworkTop(wiring.Component):
         """:func:`estimate_cycles` for this network and ``parallel``."""
         return estimate_cycles(self.qnet, self.parallel, active_inputs, final_spikes, fanout)
 
+    def weight_words(self, k: int) -> np.ndarray:
+        """Spiking layer ``k``'s weight memory contents, ``[depth, P]`` signed weights (pack
+        them with ``memories.pack_words`` for ``weights_k``)."""
+        return engine_weight_words(self._engine_units[k], self.parallel)
+
+    def packed_weights(self) -> dict[int, np.ndarray]:
+        """:func:`packed_weights` of this network's loaded layers."""
+        return packed_weights(self.qnet, self.parallel, self.weight_memories)
+
     def elaborate(self, platform) -> Module:
         m = Module()
 
         chain = []
         for n, unit in enumerate(self.units):
-            component = unit.build(self.parallel)
+            target = self.weight_memories.get(unit.spiking)
+            component = unit.build(self.parallel, target)
             m.submodules[_unit_name(n, unit)] = component
             chain.append((unit, component))
+            if target is not None:
+                wiring.connect(m, wiring.flipped(getattr(self, f"weights_{unit.spiking}")),
+                               component.weights)
         n_out = shape_size(self.output_shape)
         m.submodules.readout = readout = Readout(n_out, self.qnet.timesteps)
 
