@@ -7,9 +7,8 @@ Steps (each a line of progress):
    that cannot fit stops here with the resource, what is needed, what the board has and
    what would help, before any tool runs;
 3. elaborate the board top: the host-link UART board top (``hwgen.hardware.board_top``,
-   docs/host_link.md) on the board's UART pins and LEDs; without that module, a synthesis
-   harness (:class:`SynthesisHarness`) that feeds the network from the UART pin and shows
-   its results on the UART and LEDs, so that nothing is optimised away;
+   docs/host_link.md) on the board's UART pins and LEDs, with the weight memories that
+   ``hwgen generate --board`` planned into SPRAM (``rtl_templates/ice40_spram.v``);
 4. Amaranth's platform build plan (amaranth-boards), run command by command with the YoWASP
    tools (Yosys, nextpnr with a fixed ``--seed``, icepack / ecppack / gowin_pack), each
    tool's output in ``OUT/build/<board>/<tool>.log`` besides Yosys' ``.rpt`` and nextpnr's
@@ -30,7 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from amaranth.hdl import Cat, Elaboratable, Module, Signal
+from amaranth.hdl import Elaboratable, Module
 
 from .devices import DEVICES, board_fit
 from .errors import HwgenError
@@ -64,43 +63,6 @@ def yowasp_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("YOWASP_CACHE_DIR", str(Path.home() / ".cache" / "yowasp"))
     return env
-
-
-class SynthesisHarness(Elaboratable):
-    """A board top for synthesis and timing only, when the UART board top is not there.
-
-    The input stream is a shift register on the UART rx pin (valid, then the payload bits),
-    and ``prediction``, ``counts``, ``cycles`` and ``ready`` are loaded into a shift register
-    on ``done`` and shifted out on the tx pin, with the prediction on the LEDs: every part of
-    the network depends on a pin and drives one, so synthesis keeps all of it. It is not a
-    protocol: a host cannot talk to it.
-    """
-
-    def __init__(self, qnet, parallel: int):
-        self.qnet = qnet
-        self.parallel = parallel
-
-    def elaborate(self, platform) -> Module:
-        from .hardware import build_top
-
-        m = Module()
-        m.submodules.network = net = build_top(self.qnet, self.parallel)
-        rx, tx, leds = _pins(m, platform, len(net.prediction))
-        width = len(net.spikes_in.payload.as_value())
-        shift_in = Signal(width + 1)
-        m.d.sync += shift_in.eq(Cat(rx.i, shift_in[:-1]))
-        m.d.comb += [net.spikes_in.valid.eq(shift_in[0]),
-                     net.spikes_in.payload.eq(shift_in[1:])]
-        result = Cat(net.spikes_in.ready, net.prediction, net.counts.as_value(), net.cycles)
-        shift_out = Signal(len(result))
-        with m.If(net.done):
-            m.d.sync += shift_out.eq(result)
-        with m.Else():
-            m.d.sync += shift_out.eq(shift_out >> 1)
-        m.d.comb += tx.o.eq(shift_out[0])
-        for i, led in enumerate(leds):
-            m.d.comb += led.o.eq(net.prediction[i])
-        return m
 
 
 def _pins(m: Module, platform, leds: int):
@@ -139,15 +101,13 @@ class PlatformTop(Elaboratable):
         return m
 
 
-def board_top(platform, qnet, parallel: int) -> tuple[Elaboratable, str]:
+def board_top(platform, qnet, parallel: int, weight_memories=None) -> tuple[Elaboratable, str]:
     """The toplevel for ``platform`` and what it is, for the report: the host-link board top
-    when it is there, else the synthesis harness."""
-    try:
-        from .hardware.board_top import DEFAULT_BAUD, BoardTop
-    except ImportError:
-        return SynthesisHarness(qnet, parallel), "synthesis harness (UART pin shift registers, no host protocol)"
+    (with ``weight_memories`` loaded over it at run time)."""
+    from .hardware.board_top import DEFAULT_BAUD, BoardTop
+
     leds = platform.led_count()
-    core = BoardTop(qnet, parallel, platform.clock_hz, leds=leds)
+    core = BoardTop(qnet, parallel, platform.clock_hz, leds=leds, weight_memories=weight_memories)
     return PlatformTop(core, leds), f"host-link board top (UART {DEFAULT_BAUD} baud, {leds} LEDs)"
 
 
@@ -199,7 +159,13 @@ def fit_error(verdict, board_cls, others: dict[str, object], lower_p: dict[int, 
 def check_fit(design, board_cls, extra: list = ()):
     from boards import BOARDS
 
-    verdict = board_fit(design.qnet, design.parallel, board_cls.facts.device, extra)
+    device = DEVICES[board_cls.facts.device]
+    if "ice40_spram" in design.weight_memories.values() and not device.spram:
+        raise HwgenError(f"{design.out} was generated for {design.board} with weights in iCE40 SPRAM, "
+                         f"which the {device.name} of {board_cls.facts.name} does not have: generate "
+                         f"it again with --board {board_cls.facts.name}")
+    verdict = board_fit(design.qnet, design.parallel, board_cls.facts.device, extra,
+                        design.weight_memories)
     if not verdict.fits:
         others = {name: board_fit(design.qnet, design.parallel, cls.facts.device, extra)
                   for name, cls in BOARDS.items() if name != board_cls.facts.name}
@@ -252,7 +218,7 @@ def build(out: Path, board: str, progress: Progress = _quiet, seed: int = SEED) 
 
     progress("elaborate: board top -> RTLIL")
     try:
-        top, top_kind = board_top(platform, design.qnet, design.parallel)
+        top, top_kind = board_top(platform, design.qnet, design.parallel, design.weight_memories)
     except ValueError as exc:  # e.g. a board clock the UART cannot divide to its baud rate
         raise HwgenError(f"board top for {board}: {exc}") from None
     facts = board_cls.facts

@@ -68,6 +68,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2)
 
 
+def _parallel(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hwgen", description="Trained SNN -> bit-exact FPGA accelerator.")
     parser.add_argument("--version", action="version", version=f"hwgen {__version__}")
@@ -87,7 +96,13 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--timesteps", type=int, default=16, help="timesteps per inference (default 16)")
     gen.add_argument("--input-bits", type=int, default=1,
                      help="1: spike input (default); 2..16: direct unsigned input of this width (frames)")
-    gen.add_argument("--parallel", type=int, default=4, help="neurons updated per cycle, P (default 4)")
+    gen.add_argument("--parallel", type=_parallel, default=4,
+                     help="neurons updated per cycle, P (default 4), or auto with --board: the cheapest "
+                          "P that fits the board (and meets --latency-us)")
+    gen.add_argument("--board", help="generate for this board (see boards/README.md): weights that do not fit "
+                                     "its block RAM go to SPRAM, loaded over the host link")
+    gen.add_argument("--latency-us", type=float, help="with --parallel auto: the most microseconds per "
+                                                      "inference (at the board clock) to accept")
     gen.add_argument("--data", help=".npz with x [samples, T, *input_shape] 0/1 spikes and optional labels y: "
                                     "held-out data for fidelity and `hwgen sim --samples`")
     gen.add_argument("--calibration", help=".npz with x, for state widths (default: --data, else random spikes)")
@@ -141,7 +156,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     opts = GenerateOptions(
         weights=args.weights, input_shape=args.input_shape, parallel=args.parallel, data=args.data,
-        calibration=args.calibration, dt=args.dt, reset=args.reset,
+        calibration=args.calibration, dt=args.dt, reset=args.reset, board=args.board,
+        latency_us=args.latency_us,
         quant=QuantOptions(weight_bits=args.weight_bits, per_channel=args.per_channel,
                            state_bits=args.state_bits, leak_frac_bits=args.leak_bits,
                            timesteps=args.timesteps, input_bits=args.input_bits))
@@ -150,6 +166,14 @@ def _generate(args: argparse.Namespace) -> int:
     hw = report["hardware"]
     log.print(f"wrote {args.out}/hwgen_top.v: {hw['neurons']} neurons, {hw['synapses']} synapses, "
                   f"{hw['weight_memory_bits']} weight bits, ~{hw.get('cycles_per_inference_expected', hw['cycles_per_inference_worst']):.0f} cycles/inference")
+    plan = report.get("board_plan")
+    if plan:
+        chosen = next(c for c in plan["candidates"] if c["parallel"] == plan["parallel"])
+        loaded = ", ".join(f"layer {k} in {t}" for k, t in plan["weight_memories"].items())
+        log.print(f"for {plan['board']}: P={plan['parallel']}, ~{chosen['lut_estimate']} LUT (estimate), "
+                  f"{chosen['block_ram']} block RAM, {chosen['spram']} SPRAM, latency <= "
+                  f"{chosen['latency_us_max']:.0f} us at {plan['clock_mhz']:g} MHz"
+                  + (f"; weights loaded at run time: {loaded}" if loaded else ""), markup=False, soft_wrap=True)
     for warning in report["quantization"]["warnings"]:
         console.print(f"hwgen: warning: {warning}", markup=False, soft_wrap=True)
     return 0

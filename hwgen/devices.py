@@ -249,7 +249,8 @@ def board_fit(qnet: QuantNetwork, parallel: int, device_key: str, extra: list[Me
                           "bits": mem.bits, "placed_in": where, "blocks": count,
                           "initialised": mem.initialised, "read_write": mem.read_write})
     logic_bits = sum(small.values())
-    lut, ff, dsp = estimate_logic(qnet, parallel, device_key, small, board_top=bool(extra))
+    lut, ff, dsp = estimate_logic(qnet, parallel, device_key, small, board_top=bool(extra),
+                                  loaded_layers=len(weight_memories or {}))
     shortfalls = []
     if blocks > device.blocks:
         shortfalls.append({"what": f"block RAM ({device.block.name}, {device.block_kbit} kbit each)",
@@ -322,7 +323,8 @@ def place_like_yosys(mem: Memory, device: Device) -> tuple[str, int]:
 
 
 def estimate_logic(qnet: QuantNetwork, parallel: int, device_key: str,
-                   small: dict[str, int] | None = None, board_top: bool = False) -> tuple[int, int, int]:
+                   small: dict[str, int] | None = None, board_top: bool = False,
+                   loaded_layers: int = 0) -> tuple[int, int, int]:
     """Rough LUT4, flip-flop and DSP counts: a control cost per unit, a datapath cost per
     lane and bit of membrane (add, saturate, compare, leak, reset, bias), the readout, the
     small memories built from logic, and the host-link board top. The constants
@@ -369,6 +371,9 @@ def estimate_logic(qnet: QuantNetwork, parallel: int, device_key: str,
     if board_top:
         lut += LOGIC["board_top_lut"]
         ff += LOGIC["board_top_ff"]
+    if loaded_layers:  # the WEIGHTS command: header, chunk checks, word assembly, address muxes
+        lut += LOGIC["weight_loader_lut"] + LOGIC["weight_loader_per_layer"] * loaded_layers
+        ff += LOGIC["weight_loader_ff"]
     return int(lut), int(ff), int(dsp)
 
 
@@ -383,4 +388,7 @@ LOGIC = {
     "ram_bit": 1,
     "board_top_lut": 700,  # UART, SLIP, CRC, command engine, result bytes
     "board_top_ff": 130,
+    "weight_loader_lut": 300,
+    "weight_loader_per_layer": 60,
+    "weight_loader_ff": 200,
 }

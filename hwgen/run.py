@@ -3,7 +3,10 @@ golden model.
 
 The board runs the board top of OUT's design (``hwgen.hardware.board_top``) and is reached
 through ``hwgen.host.HostLink``; before any sample is sent, the design hash the board
-reports (INFO) must be OUT's (``hwgen.emit.model_hash``). Every sample's prediction and spike
+reports (INFO) must be OUT's (``hwgen.emit.model_hash``). A design whose weights are loaded
+at run time (``hwgen generate --board``, weights in SPRAM) gets them next, from
+``OUT/weights_K.npy`` (WEIGHTS; every time, since the board forgets them when it is
+configured again). Every sample's prediction and spike
 counts are compared with ``hwgen.golden.run``; the board's cycle counts are reported.
 Results go to ``OUT/run_report.json``.
 
@@ -92,12 +95,20 @@ def run_on_board(out: Path, port: str, inputs: str, baud: int = DEFAULT_BAUD,
     x, _, source = sim_inputs(design, None, inputs)
     if len(x) == 0:
         raise HwgenError(f"{inputs}: no samples")
-    design_hash = model_hash(design.qnet, design.parallel)
+    design_hash = model_hash(design.qnet, design.parallel, design.weight_memories)
+    words = design.packed_weights()
 
     progress(f"board: connecting to {port}")
     with HostLink(port, baud=baud, timeout=timeout) as link:
         info = link.info()
         check_board(info, design_hash, design.qnet, port, out)
+        weight_seconds = 0.0
+        if info.weight_memories:
+            total = sum(int(w.size) for w in words.values())
+            progress(f"board: loading {total} weight bytes (WEIGHTS)")
+            started = time.perf_counter()
+            link.load_weights(words)
+            weight_seconds = time.perf_counter() - started
         progress("golden: integer reference readouts")
         trace = golden.run(design.qnet, x)
         started = time.perf_counter()
@@ -126,6 +137,7 @@ def run_on_board(out: Path, port: str, inputs: str, baud: int = DEFAULT_BAUD,
         "cycles_per_inference_max": int(max(cycles)),
         "accelerator_seconds_per_inference_mean": float(np.mean(cycles)) / info.clk_freq_hz,
         "wall_seconds": seconds,
+        "weight_load_seconds": weight_seconds,
         "inferences_per_second": len(results) / seconds if seconds else 0.0,
     }
     write_atomic(out / "run_report.json", json.dumps(report, indent=1) + "\n")

@@ -445,7 +445,7 @@ class BoardSim:
 @contextlib.contextmanager
 def simulated_board(verilog: Path, divisor: int, simulator: str = "verilator",
                     build_dir: Path = Path("build/board_sim"), start_timeout: float = 60.0,
-                    idle_timeout: float = 600.0):
+                    idle_timeout: float = 600.0, libraries: dict[str, str] | None = None):
     """Simulate ``verilog`` (a ``hwgen_board``, see ``hwgen.hardware.board_top``) under
     cocotb (``sim/tb_board.py``) as a serial device on a local TCP port; yields a
     ``BoardSim``.
@@ -454,7 +454,7 @@ def simulated_board(verilog: Path, divisor: int, simulator: str = "verilator",
     a client sends into ``uart_rx`` and returns every byte it decodes from ``uart_tx``; it
     serves one connection after another until the ``with`` block ends (or nothing happened
     for ``idle_timeout`` seconds). Raises ``HwgenError`` when the simulation cannot be built
-    or started, or failed.
+    or started, or failed. ``libraries``: further sources, as for :func:`run_rtl`.
     """
     if simulator not in SIMULATORS:
         raise HwgenError(f"unknown simulator {simulator!r}: choose one of {', '.join(SIMULATORS)}")
@@ -469,7 +469,8 @@ def simulated_board(verilog: Path, divisor: int, simulator: str = "verilator",
     runner = get_runner(simulator)
     runner.log = logging.getLogger("hwgen.simulate.cocotb")
     compile_seconds = _build(runner, simulator, verilog, work, False, toplevel=BOARD_TOPLEVEL,
-                             extra_args=BOARD_ICARUS_ARGS if simulator == "icarus" else ())
+                             extra_args=BOARD_ICARUS_ARGS if simulator == "icarus" else (),
+                             libraries=libraries)
 
     port_file, stop_file, stats_file, xml, log = (
         work / n for n in ("port", "stop", "stats.json", "results.xml", "sim.log"))
