@@ -475,6 +475,32 @@ def test_other_commands_refuse(files, designs, capsys, args, fragments):
     assert {name: snapshot(path) for name, path in designs.items()} == before
 
 
+DAMAGED = [  # (case id, file of OUT, new content, fragments): an OUT folder damaged after generate
+    ("model-json-truncated", "model.json", lambda b: b[:100], ["model.json is damaged", "JSONDecodeError"]),
+    ("model-json-empty", "model.json", lambda b: b"", ["model.json is damaged"]),
+    ("model-json-foreign", "model.json", lambda b: b'{"a": 1}', ["model.json is damaged", "hwgen-ir"]),
+    ("float-model-json-binary", "float_model.json", lambda b: b"\x93\xff\x00", ["float_model.json is damaged"]),
+    ("options-json-empty", "options.json", lambda b: b"", ["options.json is damaged"]),
+    ("options-json-no-parallel", "options.json", lambda b: b"{}", ["options.json holds no valid 'parallel'"]),
+    ("data-npz-junk", "data.npz", lambda b: b"junk", ["data.npz: not an .npz archive"]),
+]
+
+
+@pytest.mark.parametrize("name,damage,fragments", [c[1:] for c in DAMAGED], ids=[c[0] for c in DAMAGED])
+@pytest.mark.parametrize("command", [["sim", "--samples", "1"], ["build", "--board", "icebreaker"],
+                                     ["run", "--port", "/dev/hwgen-no-such-port", "--inputs", "{x.npy}"]],
+                         ids=["sim", "build", "run"])
+def test_a_damaged_output_folder_is_named(files, designs, tmp_path, capsys, name, damage, fragments, command):
+    out = tmp_path / "out"
+    shutil.copytree(designs["tiny"], out)
+    path = out / name
+    path.write_bytes(damage(path.read_bytes() if path.exists() else b""))
+    before = snapshot(out)
+    refused(capsys, [command[0], out, *(_fill(a, files) for a in command[1:])], *fragments,
+            "generate the folder again" if name != "data.npz" else "hwgen generate")
+    assert snapshot(out) == before
+
+
 def test_host_api_refuses_bad_link_settings():
     with pytest.raises(HwgenError, match=r"baud rate \(--baud\) must be a positive integer"):
         HostLink("/dev/hwgen-no-such-port", baud=0)
