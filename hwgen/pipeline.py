@@ -39,16 +39,31 @@ def _quiet(_: str) -> None:
 class GenerateOptions:
     weights: str | None = None
     input_shape: tuple[int, ...] | None = None
-    parallel: int = 4
+    parallel: int | str = 4  # or "auto" (with a board): the cheapest that fits and meets latency_us
     quant: QuantOptions = field(default_factory=QuantOptions)
     data: str | None = None  # held-out .npz: x [S, T, *input_shape], optional labels y
     calibration: str | None = None  # .npz with x, for state widths; default: data, else random
     dt: float | None = None  # NIR only: seconds per timestep for LIF nodes (default: exporter's)
     reset: str | None = None  # NIR only: "subtract" (default) or "zero"
+    board: str | None = None  # generate for this board: its memory plan, fit and clock (hwgen.dse)
+    latency_us: float | None = None  # with parallel="auto": the latency per inference to meet
 
     def validate(self) -> None:
-        if self.parallel < 1:
-            raise HwgenError(f"--parallel must be at least 1, got {self.parallel}")
+        if self.parallel == "auto":
+            if not self.board:
+                raise HwgenError("--parallel auto chooses P for a board: give --board too")
+        elif not isinstance(self.parallel, int) or self.parallel < 1:
+            raise HwgenError(f"--parallel must be a whole number of at least 1, or auto; "
+                             f"got {self.parallel}")
+        if self.latency_us is not None:
+            if self.parallel != "auto":
+                raise HwgenError("--latency-us is the target of --parallel auto; give both")
+            if not self.latency_us > 0:
+                raise HwgenError(f"--latency-us must be positive, got {self.latency_us:g}")
+        if self.board:
+            from boards import get_board
+
+            get_board(self.board)  # a clear error for an unknown board, before any work
         self.quant.validate()
 
 
@@ -137,10 +152,18 @@ def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = 
     fid = fidelity(net, qnet, x, y) if x is not None else None
     activity_inputs = x if x is not None else _activity_inputs(net, qnet)
     activity = golden.run(qnet, activity_inputs)
+    parallel, weight_memories, choice = opts.parallel, {}, None
+    if opts.board:
+        from .dse import choose
+
+        progress(f"hardware plan: P and memories for {opts.board}")
+        choice = choose(qnet, opts.board, activity, opts.parallel, opts.latency_us)
+        parallel, weight_memories = choice.parallel, choice.weight_memories
     report = {
         "model": model,
-        "design_hash": model_hash(qnet, opts.parallel),
-        "hardware": hardware_report(qnet, opts.parallel, activity),
+        "design_hash": model_hash(qnet, parallel, weight_memories),
+        "hardware": hardware_report(qnet, parallel, activity),
+        "board_plan": choice.to_dict() if choice else None,
         "quantization": qreport.to_dict(),
         "fidelity": fid.to_dict() if fid else None,
         "fidelity_data": opts.data or "",
@@ -149,8 +172,11 @@ def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = 
     progress("hardware + emit: Amaranth -> Verilog")
     with staged_directory(out) as staging:
         data = {"x": x, "y": y} if x is not None and y is not None else ({"x": x} if x is not None else None)
-        write_outputs(staging, net, qnet, opts.parallel, report, render_markdown(report), data)
-        (staging / "options.json").write_text(json.dumps({"parallel": opts.parallel}) + "\n")
+        write_outputs(staging, net, qnet, parallel, report, render_markdown(report), data,
+                      weight_memories)
+        (staging / "options.json").write_text(json.dumps(
+            {"parallel": parallel, "board": opts.board,
+             "weight_memories": {str(k): t for k, t in weight_memories.items()}}) + "\n")
     return report
 
 
@@ -166,6 +192,19 @@ class LoadedDesign:
     parallel: int
     data_x: np.ndarray | None
     data_y: np.ndarray | None
+    board: str | None = None  # the board it was generated for (--board), if any
+    weight_memories: dict[int, str] = field(default_factory=dict)  # run-time-loaded layers
+
+    def packed_weights(self) -> dict[int, np.ndarray]:
+        """The words of the run-time-loaded layers, as ``OUT/weights_K.npy`` holds them."""
+        words = {}
+        for k in self.weight_memories:
+            path = self.out / f"weights_{k}.npy"
+            if not path.is_file():
+                raise HwgenError(f"{self.out}: {path.name} is missing (layer {k}'s weights are "
+                                 "loaded at run time); generate the folder again")
+            words[k] = np.load(path, allow_pickle=False)
+        return words
 
 
 def _check_design_files(out: Path) -> None:
@@ -198,13 +237,15 @@ def load_design(out: Path) -> LoadedDesign:
     _check_design_files(out)
     qnet = from_json((out / "model.json").read_text())
     net = from_json((out / "float_model.json").read_text())
-    parallel = json.loads((out / "options.json").read_text())["parallel"]
+    options = json.loads((out / "options.json").read_text())
+    parallel = options["parallel"]
     x = y = None
     if (out / "data.npz").is_file():
         with np.load(out / "data.npz") as archive:
             x = archive["x"]
             y = archive["y"] if "y" in archive else None
-    return LoadedDesign(out, net, qnet, parallel, x, y)
+    return LoadedDesign(out, net, qnet, parallel, x, y, options.get("board"),
+                        {int(k): t for k, t in options.get("weight_memories", {}).items()})
 
 
 def sim_inputs(design: LoadedDesign, samples: int | None, inputs: str | None,
@@ -243,7 +284,7 @@ def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
              simulator: str = "verilator", progress: Progress = _quiet,
              events: str | None = None, duration: float | None = None) -> dict:
     """Run the RTL in cocotb against the golden model; write ``OUT/sim_report.json``."""
-    from .simulate import run_rtl
+    from .simulate import run_rtl, weight_memory_sources
 
     if simulator not in ("verilator", "icarus"):
         raise HwgenError(f"--simulator must be verilator or icarus, got {simulator!r}")
@@ -254,7 +295,8 @@ def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
     float_trace = ir_sim.run_float(design.net, torch.as_tensor(x, dtype=torch.float32))
     progress(f"sim: {simulator} + cocotb, {len(x)} samples")
     result = run_rtl(Path(out) / "hwgen_top.v", design.qnet, x, trace, simulator=simulator,
-                     build_dir=Path(out) / "sim_build")
+                     build_dir=Path(out) / "sim_build", weights=design.packed_weights(),
+                     libraries=weight_memory_sources(design.weight_memories.values()))
     report = {
         "simulator": simulator,
         "inputs": source,
