@@ -148,6 +148,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--baud", type=int, default=115200, help="UART baud rate of the board top (default 115200)")
     run.add_argument("--timeout", type=float, default=1.0,
                      help="seconds to wait for a reply beyond its time on the wire (default 1)")
+
+    bench = sub.add_parser("bench", help="cycles, bounds, efficiency, builds and tool speed -> bench/RESULTS.md")
+    bench.add_argument("--mode", choices=["quick", "full"], default="quick",
+                       help="quick: a few minutes, no builds (CI); full: every P, layer type and build (default quick)")
+    bench.add_argument("--out", type=Path, default=Path("bench"),
+                       help="where results/<date>.json, RESULTS.md and plots/ go (default bench)")
+    bench.add_argument("--work", type=Path, default=Path("build/bench"),
+                       help="generated designs, compiled simulators and builds, reused between runs (default build/bench)")
     return parser
 
 
@@ -246,13 +254,23 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    with stages() as progress:
+        results = run_bench(args.mode, args.out, args.work, progress)
+    log.print(f"wrote {results['_path']}, {args.out}/RESULTS.md and {args.out}/plots/ "
+              f"({results['wall_seconds'] / 60:.1f} min)", markup=False, soft_wrap=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # usage errors (status 2, already printed), --help, --version
         return exc.code if isinstance(exc.code, int) else 2
     handlers = {"generate": _generate, "sim": _sim, "demo": _demo, "build": _build, "flash": _flash,
-                "run": _run}
+                "run": _run, "bench": _bench}
     try:
         return handlers[args.command](args)
     except HwgenError as exc:

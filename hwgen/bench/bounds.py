@@ -1,0 +1,78 @@
+"""The lower bound and the dense baseline of docs/benchmarks.md, from the golden model's work.
+
+Both are functions of the work that flowed in one inference (``GoldenTrace.layer_ops``:
+per spiking layer and timestep, input events x in-range fan-out) and of the parallelism
+``P``; neither looks at the RTL, so ``bound / measured cycles`` is a fair efficiency.
+
+* **Layer bound** ``L_k = Σ_t ceil(ops[k][t] / P) + T · ceil(N_k / P)``: ``P`` adders can do
+  at most ``P`` synaptic additions per cycle, and every neuron has to be looked at once per
+  timestep (the fire pass), ``P`` per cycle. Nothing about the hardware's folding enters: a
+  layer narrower than ``P`` or a depthwise layer (one output channel per input) cannot keep
+  ``P`` lanes busy in hwgen's engines, and that shows as efficiency below 1.
+* **Network bounds.** hwgen gives every spiking layer its own engine of ``P`` lanes and the
+  engines run concurrently, so the binding one is the busiest layer:
+  ``bound_busiest = max_k L_k``. ``bound_sum = Σ_k L_k`` (the issue's definition) is the
+  bound for *one* engine of ``P`` lanes doing all layers in turn; measured cycles go below it
+  when layers overlap, which is reported, not hidden.
+* **Dense baseline**: the cycles the *same* engines would need clock-driven, i.e. if every
+  input of every layer were an event at every timestep: ``report.event_driven_cycles`` of the
+  all-inputs-active work (so folding, fire passes, pipeline latencies and the layer overlap
+  are the same as for the event-driven run; only the sparsity is gone).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .. import golden
+from ..golden import GoldenTrace
+from ..ir import QuantConv2d, QuantDense, QuantNetwork
+from ..report import event_driven_cycles
+
+
+def layer_neurons(layer: QuantDense | QuantConv2d) -> int:
+    return int(np.prod(layer.output_shape))
+
+
+def layer_inputs(layer: QuantDense | QuantConv2d) -> int:
+    return layer.in_features if isinstance(layer, QuantDense) else int(np.prod(layer.input_shape))
+
+
+def full_fanout(layer: QuantDense | QuantConv2d) -> float:
+    """Synaptic operations of one timestep in which every input of the layer is an event."""
+    if isinstance(layer, QuantDense):
+        return float(layer.in_features * layer.out_features)
+    ones = torch.ones(1, *layer.input_shape, dtype=torch.int64)
+    return float(golden.event_fanout(layer, ones)[0])
+
+
+def layer_bound(layer: QuantDense | QuantConv2d, parallel: int, ops_per_step: list[float]) -> int:
+    """``Σ_t ceil(ops_t / P) + T · ceil(N / P)`` for one layer and one inference."""
+    fire = math.ceil(layer_neurons(layer) / parallel)
+    return int(sum(math.ceil(ops / parallel) for ops in ops_per_step) + len(ops_per_step) * fire)
+
+
+def layer_bounds(qnet: QuantNetwork, parallel: int, trace: GoldenTrace) -> np.ndarray:
+    """``[samples, layers]`` layer bounds of every inference of ``trace``."""
+    out = np.zeros((trace.batch, len(qnet.spiking_layers)), dtype=np.int64)
+    for k, (layer, ops) in enumerate(zip(qnet.spiking_layers, trace.layer_ops)):
+        for i in range(trace.batch):
+            out[i, k] = layer_bound(layer, parallel, ops[i].tolist())
+    return out
+
+
+def dense_baseline(qnet: QuantNetwork, parallel: int) -> float:
+    """Cycles of one inference with every input of every layer active at every timestep."""
+    T = qnet.timesteps
+    ops = [[full_fanout(layer)] * T for layer in qnet.spiking_layers]
+    events = [[float(layer_inputs(layer))] * T for layer in qnet.spiking_layers]
+    return float(event_driven_cycles(qnet, parallel, ops, events))
+
+
+def dense_layer_bound(qnet: QuantNetwork, parallel: int) -> list[int]:
+    """The lower bound per layer of a clock-driven schedule (every input every timestep)."""
+    T = qnet.timesteps
+    return [layer_bound(layer, parallel, [full_fanout(layer)] * T) for layer in qnet.spiking_layers]
