@@ -308,7 +308,7 @@ GENERATE = [
     ("weight-bits-1", ["--weight-bits", "1"], M, ["--weight-bits must be between 2 and 16, got 1"]),
     ("weight-bits-17", ["--weight-bits", "17"], M, ["--weight-bits must be between 2 and 16, got 17"]),
     ("timesteps-0", ["--timesteps", "0"], M, ["--timesteps must be between 1 and 65535, got 0"]),
-    ("parallel-0", ["--parallel", "0"], M, ["--parallel must be at least 1, got 0"]),
+    ("parallel-0", ["--parallel", "0"], M, ["--parallel must be a whole number of at least 1", "got 0"]),
     ("input-bits-0", ["--input-bits", "0"], M, ["--input-bits must be an integer between 1", "got 0"]),
     ("input-bits-17", ["--input-bits", "17"], M, ["--input-bits must be an integer between 1", "got 17"]),
     ("state-bits-1", ["--state-bits", "1"], M, ["--state-bits must be between 2 and 32, got 1"]),

@@ -100,7 +100,7 @@ def test_non_finite_weights(tmp_path, capsys, bad):
 @pytest.mark.parametrize("option,value,message", [
     ("--weight-bits", "0", "--weight-bits must be between 2 and 16, got 0"),
     ("--weight-bits", "17", "--weight-bits must be between 2 and 16, got 17"),
-    ("--parallel", "0", "--parallel must be at least 1, got 0"),
+    ("--parallel", "0", "--parallel must be a whole number of at least 1, or auto; got 0"),
     ("--timesteps", "0", "--timesteps must be between 1 and 65535, got 0"),
 ])
 def test_out_of_range_options(model_file, tmp_path, capsys, option, value, message):
