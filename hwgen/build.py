@@ -140,10 +140,8 @@ def fit_error(verdict, board_cls, others: dict[str, object], lower_p: dict[int, 
              for s in verdict.shortfalls]
     text = f"the design does not fit {facts.name}: " + "; ".join(parts)
     if verdict.spram_would_help:
-        text += (f". The {dev.spram} SPRAM blocks (256 kbit each) cannot take these memories: SPRAM is "
-                 "single-ported (the engines read and write a membrane word in the same cycle) and not "
-                 "initialised by the bitstream (weights would have to be loaded at start-up, which the host "
-                 "link does not do yet)")
+        text += (f". With the weights in its {dev.spram} SPRAM blocks, loaded over the host link at run "
+                 f"time, it would fit: generate the folder with `--board {facts.name}`")
     options = ["fewer bits (`hwgen generate --weight-bits 4`, or --state-bits)"]
     fitting_p = [p for p, v in sorted(lower_p.items(), reverse=True) if v.fits]
     if fitting_p:
@@ -165,7 +163,7 @@ def check_fit(design, board_cls, extra: list = ()):
                          f"which the {device.name} of {board_cls.facts.name} does not have: generate "
                          f"it again with --board {board_cls.facts.name}")
     verdict = board_fit(design.qnet, design.parallel, board_cls.facts.device, extra,
-                        design.weight_memories)
+                        design.weight_memories or None)  # None: would a plan help?
     if not verdict.fits:
         others = {name: board_fit(design.qnet, design.parallel, cls.facts.device, extra)
                   for name, cls in BOARDS.items() if name != board_cls.facts.name}

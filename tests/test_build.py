@@ -120,25 +120,28 @@ def test_the_cnn_does_not_fit_the_icebreaker_and_says_why(cnn, capsys):
     assert not (cnn / "build").exists()  # stopped before synthesis
 
 
-def test_weights_that_fit_only_in_spram_are_refused_naming_the_limitation(tmp_path):
-    """784-128-10 at P=4: 800 kbit of weights need 196 EBR; with SPRAM (4 x 256 kbit) the
-    memories would fit, but SPRAM is not initialised by the bitstream and single-ported."""
+def test_weights_that_fit_only_in_spram_point_to_generate_for_the_board(tmp_path):
+    """784-128-10 at P=4 generated without --board: 800 kbit of weights in ROM need 196 EBR.
+    Planned into SPRAM (loaded over the host link) it fits; the refusal says how."""
     from hwgen.testing import random_quant_network
 
     qnet = random_quant_network([784, 128, 10], weight_bits=8, state_bits=12)
     verdict = board_fit(qnet, 4, "ice40up5k")
     assert not verdict.fits and verdict.spram_would_help
     assert all(p["placed_in"] != "SPRAM" for p in verdict.placement)
+    planned = board_fit(qnet, 4, "ice40up5k", weight_memories={0: "ice40_spram"})
+    assert planned.spram_needed == 4 and planned.blocks_needed <= 30
+    assert [p["placed_in"] for p in planned.placement if p["role"].startswith("weights (loaded")] == ["SPRAM"]
 
     class Design:
         pass
 
     design = Design()
-    design.qnet, design.parallel = qnet, 4
+    design.qnet, design.parallel, design.weight_memories = qnet, 4, {}
     with pytest.raises(HwgenError) as exc:
         check_fit(design, get_board("icebreaker"))
     text = str(exc.value)
-    assert "SPRAM" in text and "not initialised by the bitstream" in text and "single-ported" in text
+    assert "SPRAM" in text and "loaded over the host link" in text and "--board icebreaker" in text
 
 
 def test_fit_estimate_places_memories_as_yosys_does(mlp):
