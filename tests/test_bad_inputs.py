@@ -317,10 +317,16 @@ GENERATE = [
                                                        "raise --state-bits"]),
     ("leak-bits-0", ["--leak-bits", "0"], M, ["--leak-bits must be between 1 and 16, got 0"]),
     ("dt-on-torch", ["--dt", "1e-3"], M, ["--dt and --reset apply to .nir models only"]),
+    ("board-unknown", ["--board", "icebreakr"], M, ["unknown board 'icebreakr'", "known boards:"]),
+    ("parallel-auto-without-board", ["--parallel", "auto"], M, ["--parallel auto", "give --board"]),
+    ("latency-without-auto", ["--latency-us", "5"], M, ["--latency-us", "--parallel auto"]),
+    ("latency-negative", ["--board", "icebreaker", "--parallel", "auto", "--latency-us", "-1"], M,
+     ["--latency-us must be positive"]),
     # options argparse refuses (one line too)
     ("input-shape-zero", ["--input-shape", "0,3"], M, ["--input-shape", "positive sizes", "--help"]),
     ("input-shape-text", ["--input-shape", "a"], M, ["--input-shape", "comma-separated sizes"]),
     ("weight-bits-text", ["--weight-bits", "x"], M, ["--weight-bits", "invalid int value: 'x'"]),
+    ("parallel-text", ["--parallel", "x"], M, ["--parallel", "'x'"]),
     ("reset-unknown", ["--reset", "none"], "{good.nir}", ["--reset", "invalid choice"]),
     # --data / --calibration files
     ("data-missing", ["--data", "{d}/nope.npz"], M, ["nope.npz", "data file not found"]),
@@ -508,6 +514,25 @@ def test_host_api_refuses_bad_link_settings():
         HostLink("/dev/hwgen-no-such-port", timeout=-1.0)
     with pytest.raises(HwgenError, match=r"cannot open serial port '/dev/hwgen-no-such-port'"):
         HostLink("/dev/hwgen-no-such-port")
+
+
+@pytest.mark.parametrize("sample,fragment", [
+    (np.zeros((5, 6), np.uint8), "a sample must be [6, 6] (timesteps, input), got [5, 6]"),
+    (np.zeros((6,), np.uint8), "a sample must be [6, 6]"),
+    (np.zeros((6, 6), np.float32), "a sample must hold integers, not float32"),
+    (np.full((6, 6), 2, np.uint8), "sample values 2..2 are outside 0..1"),
+    (np.full((6, 6), -1, np.int8), "sample values -1..-1 are outside 0..1"),
+], ids=["timesteps", "rank", "float", "above-one", "negative"])
+def test_host_api_refuses_bad_samples(sample, fragment):
+    """``hwgen.host`` is used without the CLI (no torch): it checks a sample itself."""
+    from hwgen.host import BoardInfo, sample_tokens
+
+    info = BoardInfo(version=2, design_hash="0" * 16, input_shape=(6,), output_size=3, timesteps=6,
+                     parallel=2, input_bits=1, count_bits=3, token_bytes=2, buffer_depth=64,
+                     clk_freq_hz=12_000_000, baud=115200)
+    with pytest.raises(HwgenError) as exc:
+        sample_tokens(sample, info)
+    assert fragment in str(exc.value)
 
 
 # ----------------------------------------------------------------------------- the console script
