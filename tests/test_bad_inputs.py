@@ -73,6 +73,11 @@ MODELS = textwrap.dedent("""
     def tiny_threshold():  # rounds to 0 at the weight scale: raised to 1 and reported
         return scaled(thr=1e-6)
 
+    def big():  # 2048-1024-10: 16 Mbit of 8-bit weights, more than an iCE40UP5K holds
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(2048, 1024), snn.Leaky(beta=0.75, init_hidden=True),
+                             nn.Linear(1024, 10), snn.Leaky(beta=0.75, init_hidden=True))
+
     def wide_range():  # one large weight per neuron, the rest 1/10 of it
         m = tiny()
         with torch.no_grad():
@@ -320,6 +325,8 @@ GENERATE = [
     ("board-unknown", ["--board", "icebreakr"], M, ["unknown board 'icebreakr'", "known boards:"]),
     ("parallel-auto-without-board", ["--parallel", "auto"], M, ["--parallel auto", "give --board"]),
     ("latency-without-auto", ["--latency-us", "5"], M, ["--latency-us", "--parallel auto"]),
+    ("board-too-small", ["--board", "icebreaker", "--timesteps", "2"], "{models}:big",
+     ["fits icebreaker", "block RAM", "bigger board"]),
     ("latency-negative", ["--board", "icebreaker", "--parallel", "auto", "--latency-us", "-1"], M,
      ["--latency-us must be positive"]),
     # options argparse refuses (one line too)
