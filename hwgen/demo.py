@@ -10,6 +10,7 @@ import numpy as np
 from rich.console import Console
 
 from . import digits
+from .errors import HwgenError
 from .pipeline import GenerateOptions, generate, simulate
 from .quantize import QuantOptions
 from .summary import print_sim
@@ -18,6 +19,8 @@ CALIBRATION_SAMPLES = 256
 
 
 def run_demo(out: Path, samples: int, parallel: int, simulator: str, stages, model: str = "mlp") -> int:
+    if samples < 1:  # refused before the generate step, which would otherwise write OUT first
+        raise HwgenError(f"--samples must be at least 1, got {samples}")
     console = Console(width=None if sys.stdout.isatty() else 132)
     spec = digits.MODELS[model]
     split = digits.load_split(input_shape=spec.input_shape)

@@ -28,6 +28,12 @@ def bin_events(events: np.ndarray, shape: tuple[int, int, int], timesteps: int,
     if missing:
         raise HwgenError(f"{what}: not an event array (fields {list(names)}, missing {missing}); "
                          "expected a structured array with fields t, x, y, p as tonic produces")
+    # x, y, p index the input map: integers (p may be bool); t may be integer or float.
+    kinds = {"x": "iu", "y": "iu", "p": "iub", "t": "iuf"}
+    wrong = [f"{f} ({events.dtype[f]})" for f, ok in kinds.items() if events.dtype[f].kind not in ok]
+    if wrong:
+        raise HwgenError(f"{what}: event field(s) {', '.join(wrong)} are not numbers of the right kind; "
+                         "x, y and p must be integers, t an integer or float time stamp")
     channels, height, width = shape
     if channels != 2:
         raise HwgenError(f"{what}: the model takes {channels} input channel(s); event input needs 2 (polarities)")

@@ -237,6 +237,12 @@ def files(tmp_path_factory) -> dict[str, Path]:
     f["ev:nan_t"] = d / "ev_nan_t.npz"
     np.savez(f["ev:nan_t"], _events([(0, 0, 0.0, 1), (1, 1, np.nan, 0)],
                                     np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<f8"), ("p", "<i1")])))
+    f["ev:float_x"] = d / "ev_float_x.npz"
+    np.savez(f["ev:float_x"], _events([(0.5, 0, 0, 1)], np.dtype([("x", "<f4"), ("y", "<i2"), ("t", "<i8"),
+                                                                ("p", "<i1")])))
+    f["ev:text_t"] = d / "ev_text_t.npz"
+    np.savez(f["ev:text_t"], _events([(0, 0, "soon", 1)], np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<U8"),
+                                                                   ("p", "<i1")])))
     f["ev:none"] = d / "ev_none.npz"
     np.savez(f["ev:none"])
     f["ev:npy"] = d / "ev.npy"
@@ -438,6 +444,8 @@ EVENTS = [  # (case id, extra arguments, fragments)
     ("not-structured", ["--events", "{ev:plain}"], ["ev_plain.npz:arr_0", "not an event array"]),
     ("coordinates", ["--events", "{ev:coords}"], ["ev_coords.npz:arr_0", "x 9..9", "4x4 input"]),
     ("nan-time", ["--events", "{ev:nan_t}"], ["ev_nan_t.npz:arr_0", "NaN or inf", "time stamp"]),
+    ("float-coordinates", ["--events", "{ev:float_x}"], ["ev_float_x.npz:arr_0", "x (float32)", "integers"]),
+    ("text-times", ["--events", "{ev:text_t}"], ["ev_text_t.npz:arr_0", "t (<U8)", "time stamp"]),
     ("no-arrays", ["--events", "{ev:none}"], ["ev_none.npz", "holds no event arrays"]),
     ("duration-0", ["--events", "{ev:ok}", "--duration", "0"], ["--duration must be a positive", "got 0"]),
     ("duration-negative", ["--events", "{ev:ok}", "--duration", "-5"], ["--duration must be a positive"]),
@@ -477,6 +485,8 @@ OTHER = [  # (case id, command, fragments); {tiny} / {conv} are the generated de
     ("flash-no-bitstream", ["flash", "{tiny}", "--board", "icebreaker", "--dry-run"],
      ["no bitstream for icebreaker", "hwgen build"]),
     ("no-command", [], ["required: command"]),
+    ("demo-samples-0", ["demo", "--samples", "0", "--out", "{d}/demo_out"], ["--samples must be at least 1"]),
+    ("demo-out-is-a-file", ["demo", "--out", "{models}"], ["models.py is an existing file"]),
 ]
 
 
@@ -484,8 +494,10 @@ OTHER = [  # (case id, command, fragments); {tiny} / {conv} are the generated de
 def test_other_commands_refuse(files, designs, capsys, args, fragments):
     before = {name: snapshot(path) for name, path in designs.items()}
     filled = [_fill(a, {**files, **designs}) for a in args]
+    models = files["models"].read_bytes()
     refused(capsys, filled, *fragments)
     assert {name: snapshot(path) for name, path in designs.items()} == before
+    assert files["models"].read_bytes() == models and not (files["models"].parent / "demo_out").exists()
 
 
 DAMAGED = [  # (case id, file of OUT, new content, fragments): an OUT folder damaged after generate
