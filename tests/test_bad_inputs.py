@@ -276,6 +276,8 @@ GENERATE = [
     ("pt-is-nir", [], "{nir_named.pt}", ["nir_named.pt", "not a torch.save file"]),
     ("pt-is-state-dict", [], "{state}", ["state.pt", "state_dict", "--weights"]),
     ("weights-missing", ["--weights", "{d}/nope.pt"], M, ["nope.pt", "--weights path"]),
+    ("weights-folder", ["--weights", "{folder.nir}"], M, ["folder.nir", "is a folder", "state_dict"]),
+    ("model-folder", [], "{d}", ["is a folder", "package.module:attribute"]),
     ("weights-empty", ["--weights", "{empty.pt}"], M, ["empty.pt", "is empty"]),
     ("weights-truncated", ["--weights", "{trunc.pt}"], M, ["trunc.pt", "damaged zip archive"]),
     ("weights-nir", ["--weights", "{good.nir}"], M, ["good.nir", "not a torch.save file"]),

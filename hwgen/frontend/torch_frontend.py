@@ -95,6 +95,9 @@ def load_torch_model(spec: str, weights: str | None = None) -> nn.Module:
         module = _load_whole_module(spec)
     elif ":" in spec and not spec.endswith(":"):
         module = _load_attribute(spec)
+    elif os.path.isdir(spec):
+        raise HwgenError(f"model '{spec}' is a folder; give a torch.save file, a .nir file or "
+                         "'package.module:attribute'")
     elif spec.endswith((".pt", ".pth", ".ckpt", ".tar")):
         raise HwgenError(f"model file '{spec}' does not exist; check the path")
     else:
@@ -256,6 +259,9 @@ def _load_whole_module(path: str) -> nn.Module:
 
 
 def _apply_state_dict(module: nn.Module, spec: str, weights: str) -> None:
+    if os.path.isdir(weights):
+        raise HwgenError(f"weights file '{weights}' is a folder; give the state_dict file saved with "
+                         "torch.save(model.state_dict(), path)")
     if not os.path.isfile(weights):
         raise HwgenError(f"weights file '{weights}' does not exist; check the --weights path")
     _sniff_torch_file(weights, "weights file")
