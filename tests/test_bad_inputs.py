@@ -230,6 +230,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
     np.savez(f["ev:ok"], ok)
     f["ev:missing_p"] = d / "ev_missing_p.npz"
     np.savez(f["ev:missing_p"], _events([(0, 0, 0)], np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8")])))
+    f["ev:member_a"] = d / "ev_member_a.npz"  # "...npz:a: not an ..." once printed as an emoji
+    np.savez(f["ev:member_a"], a=np.zeros((3, 4)))
     f["ev:plain"] = d / "ev_plain.npz"
     np.savez(f["ev:plain"], np.zeros((3, 4)))
     f["ev:coords"] = d / "ev_coords.npz"
@@ -444,6 +446,7 @@ EVENTS = [  # (case id, extra arguments, fragments)
     ("missing-field", ["--events", "{ev:missing_p}"], ["ev_missing_p.npz:arr_0", "missing ['p']",
                                                        "fields t, x, y, p"]),
     ("not-structured", ["--events", "{ev:plain}"], ["ev_plain.npz:arr_0", "not an event array"]),
+    ("member-named-a", ["--events", "{ev:member_a}"], ["ev_member_a.npz:a: not an event array"]),
     ("coordinates", ["--events", "{ev:coords}"], ["ev_coords.npz:arr_0", "x 9..9", "4x4 input"]),
     ("nan-time", ["--events", "{ev:nan_t}"], ["ev_nan_t.npz:arr_0", "NaN or inf", "time stamp"]),
     ("float-coordinates", ["--events", "{ev:float_x}"], ["ev_float_x.npz:arr_0", "x (float32)", "integers"]),
