@@ -506,6 +506,7 @@ def test_other_commands_refuse(files, designs, capsys, args, fragments):
 
 
 DAMAGED = [  # (case id, file of OUT, new content, fragments): an OUT folder damaged after generate
+    ("verilog-truncated", "hwgen_top.v", lambda b: b[:len(b) // 2], ["hwgen_top.v is damaged"]),
     ("model-json-truncated", "model.json", lambda b: b[:100], ["model.json is damaged", "JSONDecodeError"]),
     ("model-json-empty", "model.json", lambda b: b"", ["model.json is damaged"]),
     ("model-json-foreign", "model.json", lambda b: b'{"a": 1}', ["model.json is damaged", "hwgen-ir"]),
