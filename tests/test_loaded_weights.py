@@ -221,3 +221,28 @@ def test_spram_design_refuses_an_ecp5_board(mnist_icebreaker, capsys):
     with pytest.raises(HwgenError, match="generated for icebreaker with weights in iCE40 SPRAM"):
         from hwgen.build import build
         build(mnist_icebreaker, "ulx3s-85f")
+
+
+@pytest.mark.slow
+def test_mnist_scale_network_runs_on_the_simulated_icebreaker(mnist_icebreaker, tmp_path, capsys):
+    """The 784-128-10 design as built for the iCEBreaker (weights in SPRAM): `hwgen run`
+    uploads its 100 kB of weights over the simulated UART, then runs rate-coded inputs; the
+    readouts are the golden model's (about 2 minutes: the upload is 8 M simulated cycles)."""
+    from hwgen.pipeline import load_design
+
+    design = load_design(mnist_icebreaker)
+    baud = 3_000_000  # clock / 4, the fastest the UART takes: the upload dominates this test
+    verilog = tmp_path / "hwgen_board.v"
+    verilog.write_text(board_verilog_text(design.qnet, design.parallel, SIM_CLOCK_HZ, baud, leds=4,
+                                          weight_memories=design.weight_memories))
+    x = (np.random.default_rng(0).random((2, 25, 784)) < 0.15).astype(np.uint8)
+    np.save(tmp_path / "inputs.npy", x)
+    with simulated_board(verilog, 4, simulator="verilator", build_dir=tmp_path / "sim",
+                         libraries=weight_memory_sources(design.weight_memories.values())) as sim:
+        code = main(["run", str(mnist_icebreaker), "--port", sim.url, "--inputs",
+                     str(tmp_path / "inputs.npy"), "--baud", str(baud), "--timeout", "600"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((mnist_icebreaker / "run_report.json").read_text())
+    assert report["mismatches"] == 0 and report["samples"] == 2
+    assert report["board"]["weight_memories"][0]["depth"] == 784 * 128 // design.parallel
+    assert sim.stats["bytes_to_board"] > 100_352

@@ -59,13 +59,14 @@ __all__ = ["BoardTop", "SlipEncoder", "board_info", "board_verilog_text", "crc8_
 
 BOARD_TOP_NAME = "hwgen_board"
 DEFAULT_BAUD = 115200
-MAX_DEFAULT_BUFFER = 2048  # tokens
+# tokens: a rate-coded 28x28 digit over 25 steps (about 15 % active) needs about 2,950
+MAX_DEFAULT_BUFFER = 4096
 WEIGHT_CHUNK_BYTES = 512  # word bytes per WEIGHTS frame: the chunk FIFO, one block RAM
 
 
 def default_buffer_depth(qnet: QuantNetwork) -> int:
     """Tokens in the sample buffer: a whole sample with every input active
-    (``T * (N_in + 1)``), at most 2048 (sparse inputs of large maps need far fewer)."""
+    (``T * (N_in + 1)``), at most 4096 (sparse inputs of large maps need far fewer)."""
     return min(qnet.timesteps * (qnet.input_size + 1), MAX_DEFAULT_BUFFER)
 
 
