@@ -203,7 +203,10 @@ class LoadedDesign:
             if not path.is_file():
                 raise HwgenError(f"{self.out}: {path.name} is missing (layer {k}'s weights are "
                                  "loaded at run time); generate the folder again")
-            words[k] = np.load(path, allow_pickle=False)
+            try:
+                words[k] = np.load(path, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise HwgenError(f"{path} is damaged ({exc}); generate the folder again") from None
         return words
 
 

@@ -532,6 +532,19 @@ def test_a_damaged_output_folder_is_named(files, designs, tmp_path, capsys, name
     assert snapshot(out) == before
 
 
+def test_damaged_run_time_weights_are_named(designs, tmp_path, capsys):
+    """A design whose layer 0 weights are loaded at run time (``--board``) keeps them in
+    OUT/weights_0.npy; a damaged copy is named, not an internal error."""
+    out = tmp_path / "out"
+    shutil.copytree(designs["tiny"], out)
+    options = json.loads((out / "options.json").read_text())
+    (out / "options.json").write_text(json.dumps({**options, "weight_memories": {"0": "ice40_spram"}}))
+    (out / "weights_0.npy").write_bytes(b"\x93NUMPY garbage")
+    before = snapshot(out)
+    refused(capsys, ["sim", out, "--samples", "1"], "weights_0.npy is damaged", "generate the folder again")
+    assert snapshot(out) == before
+
+
 def test_host_api_refuses_bad_link_settings():
     with pytest.raises(HwgenError, match=r"baud rate \(--baud\) must be a positive integer"):
         HostLink("/dev/hwgen-no-such-port", baud=0)
