@@ -148,7 +148,7 @@ def _integers(layer: Synaptic, what: str, values: np.ndarray, scale: np.ndarray,
 
 
 def clip_stats(weight_float: np.ndarray, weight_int: np.ndarray, scale: np.ndarray, weight_bits: int,
-               threshold_float: np.ndarray, threshold_int: np.ndarray) -> dict:
+               threshold_float: np.ndarray) -> dict:
     """What the integers of one layer could not represent, counted against the float values.
 
     * ``weights_clipped``: weights whose scaled value lies beyond the signed ``weight_bits``
@@ -354,7 +354,7 @@ def _layer_report(layer: Synaptic, q: QuantSynaptic, membrane_range: list[int]) 
         state_bits=q.state_bits,
         acc_bits=q.acc_bits,
         input_max=q.input_max,
-        clipping=clip_stats(layer.weight, q.weight, scale, q.weight_bits, layer.neurons.threshold, q.threshold),
+        clipping=clip_stats(layer.weight, q.weight, scale, q.weight_bits, layer.neurons.threshold),
     )
 
 

@@ -631,7 +631,7 @@ def test_clip_stats_counts_saturated_weights_and_by_how_much():
     weight = np.array([[1.0, -1.0, 0.25, 0.001]])
     scale = np.array([256.0])
     weight_int = np.clip(np.rint(weight * scale), -128, 127).astype(np.int64)
-    stats = clip_stats(weight, weight_int, scale, 8, np.array([1.0]), np.array([256]))
+    stats = clip_stats(weight, weight_int, scale, 8, np.array([1.0]))
     assert stats["weights_clipped"] == 2 and stats["weight_clip_max_lsb"] == 129.0  # 256 - 127
     assert stats["weights_zeroed"] == 1 and stats["weights_nonzero"] == 4
     assert stats["thresholds_raised"] == 0
