@@ -75,6 +75,10 @@ def random_conv_network(
     * ``"flatten"``;
     * ``"dense"``: ``out`` neurons.
 
+    A spiking layer's dict may override the network-wide ``weight_bits``, ``state_bits``,
+    ``reset``, ``leak`` and ``with_bias``, and fix ``threshold`` (an int for every channel)
+    instead of calibrating it.
+
     Thresholds are per output channel (neuron), calibrated layer by layer on random inputs at
     spike ``rate`` (direct input: that share of non-zero values, uniform over
     ``1 .. 2**input_bits - 1``) so that every layer both fires and stays silent a fair share
@@ -84,10 +88,10 @@ def random_conv_network(
     from .ir import Flatten, MaxPool2d, QuantConv2d, SumPool2d
 
     rng = np.random.default_rng(seed)
-    wmax = (1 << (weight_bits - 1)) - 1
     shape: tuple[int, ...] = tuple(int(d) for d in input_shape)
     input_max = (1 << input_bits) - 1
     out: list = []
+    fixed: set[int] = set()  # id() of layers whose threshold the spec fixes
     for n, spec in enumerate(layers):
         kind = spec["type"]
         if kind in ("sum_pool", "max_pool"):
@@ -104,6 +108,9 @@ def random_conv_network(
             shape = (int(np.prod(shape)),)
             continue
         c_out = spec["out"]
+        layer_bits = spec.get("weight_bits", weight_bits)
+        layer_state = spec.get("state_bits", state_bits)
+        wmax = (1 << (layer_bits - 1)) - 1
         if kind == "conv":
             k = spec["kernel"]
             wshape = (c_out, shape[0] // spec.get("groups", 1), k, k)
@@ -112,12 +119,14 @@ def random_conv_network(
         weight = rng.integers(-wmax - 1, wmax + 1, size=wshape).astype(np.int64)
         weight += rng.integers(0, max(1, wmax // 2) + 1, size=weight.shape)
         weight = np.clip(weight, -wmax - 1, wmax)
-        bias = (rng.integers(-wmax // 2, wmax // 2 + 1, size=c_out) if with_bias
-                else np.zeros(c_out)).astype(np.int64)
+        bias = (rng.integers(-wmax // 2, wmax // 2 + 1, size=c_out)
+                if spec.get("with_bias", with_bias) else np.zeros(c_out)).astype(np.int64)
         flat = weight.reshape(c_out, -1)
-        common = dict(weight=weight, bias=bias, threshold=np.ones(c_out, dtype=np.int64),
-                      leak=leak, reset=reset, weight_bits=weight_bits, state_bits=state_bits,
-                      acc_bits=accumulator_bits(flat, bias, state_bits, input_max=input_max),
+        common = dict(weight=weight, bias=bias,
+                      threshold=np.full(c_out, spec.get("threshold", 1), dtype=np.int64),
+                      leak=spec.get("leak", leak), reset=spec.get("reset", reset),
+                      weight_bits=layer_bits, state_bits=layer_state,
+                      acc_bits=accumulator_bits(flat, bias, layer_state, input_max=input_max),
                       scale_exp=np.zeros(c_out, dtype=np.int64), input_max=input_max)
         if kind == "conv":
             s, p = spec.get("stride", 1), spec.get("padding", 0)
@@ -129,15 +138,18 @@ def random_conv_network(
             shape = (c_out,)
         else:
             raise ValueError(f"unknown layer type {kind!r}")
+        if "threshold" in spec:
+            fixed.add(id(layer))
         out.append(layer)
         input_max = 1
     net = QuantNetwork(tuple(int(d) for d in input_shape), out, timesteps,
                        source=f"random_conv(seed={seed})", input_bits=input_bits)
-    _calibrate_thresholds(net, rate, rng)
+    _calibrate_thresholds(net, rate, rng, skip=fixed)
     return net
 
 
-def _calibrate_thresholds(net: QuantNetwork, rate: float, rng: np.random.Generator) -> None:
+def _calibrate_thresholds(net: QuantNetwork, rate: float, rng: np.random.Generator,
+                          skip: set[int] = frozenset()) -> None:
     """Sets each spiking layer's per-channel thresholds, first layer first, near the upper
     quartile of what one timestep adds to the channel's membranes (bias included), on a few
     random inputs: a membrane then crosses it every timestep or two."""
@@ -153,6 +165,8 @@ def _calibrate_thresholds(net: QuantNetwork, rate: float, rng: np.random.Generat
     x_all = torch.from_numpy(x_all)
     spiking = [layer for layer in net.layers if isinstance(layer, (QuantDense, QuantConv2d))]
     for target in spiking:
+        if id(target) in skip:
+            continue
         currents = []
         states: dict = {}
         for t in range(net.timesteps):
@@ -175,3 +189,41 @@ def _calibrate_thresholds(net: QuantNetwork, rate: float, rng: np.random.Generat
         drive = c.quantile(0.75, dim=1).numpy() + target.bias
         cap = (1 << (target.state_bits - 1)) - 2
         target.threshold = np.clip(drive.round().astype(np.int64), 1, cap)
+
+
+def network_from_spec(spec: dict) -> QuantNetwork:
+    """A :func:`random_conv_network` (or a dense chain on a flat input) from a JSON-able spec.
+
+    ``spec`` holds ``input_shape`` (``[C, H, W]`` or ``[N]``), ``layers`` (the dicts of
+    :func:`random_conv_network`, a ``leak`` written as a dict of ``Leak``'s fields) and
+    optionally ``seed``, ``timesteps``, ``input_bits``, ``weight_bits``, ``state_bits``,
+    ``reset``, ``leak`` and ``rate``. Stress tests draw specs and keep the failing ones as
+    regression cases, so a spec alone must rebuild the same integers.
+    """
+    def leak_of(value):
+        return Leak(**value) if isinstance(value, dict) else value
+
+    layers = [{**layer, **({"leak": leak_of(layer["leak"])} if "leak" in layer else {})}
+              for layer in spec["layers"]]
+    options = {k: spec[k] for k in ("seed", "timesteps", "input_bits", "weight_bits",
+                                    "state_bits", "reset", "rate") if k in spec}
+    if "leak" in spec:
+        options["leak"] = leak_of(spec["leak"])
+    return random_conv_network(tuple(spec["input_shape"]), layers, **options)
+
+
+def edge_inputs(qnet: QuantNetwork, rates: list[float], seed: int = 0) -> np.ndarray:
+    """``[len(rates) + 2, T, *input_shape]`` inputs: one random sample per spike rate (direct
+    input: that share of non-zero values, uniform over ``1 .. 2**input_bits - 1``), then an
+    all-zero sample and an all-ones (direct input: all at the largest value) one."""
+    rng = np.random.default_rng(seed)
+    top = (1 << qnet.input_bits) - 1
+    shape = (qnet.timesteps, *qnet.input_shape)
+    samples = []
+    for rate in rates:
+        x = (rng.random(shape) < rate).astype(np.int64)
+        if top > 1:
+            x *= rng.integers(1, top + 1, size=shape)
+        samples.append(x)
+    samples += [np.zeros(shape, dtype=np.int64), np.full(shape, top, dtype=np.int64)]
+    return np.stack(samples).astype(np.uint8 if top < 256 else np.uint16)

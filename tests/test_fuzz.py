@@ -1,0 +1,272 @@
+"""Property-based fuzzing: random small networks, RTL == golden on every spike (Verilator).
+
+Hypothesis draws *batches* of random networks: stacks of conv / max- and sum-pool / flatten /
+dense layers over random shapes, strides, padding and groups, weight bits 2..8, state
+widths 3..12 (so membranes hit the rails), calibrated or arbitrary thresholds, every leak
+kind, all three reset modes, spikes or direct multi-bit input, parallelism 1..4, 1..6
+timesteps. Every network runs random samples at random spike rates plus an all-zero and an
+all-ones sample, unstalled, and one sample again under random bursts of backpressure on
+every stream (``hwgen.stress``); every spike of every layer at every timestep, the readout
+and the ``cycles`` port are checked, and the stalled run's token sequences must equal the
+unstalled ones'.
+
+Compile cost: one Verilator build holds a batch of up to ``BATCH`` networks (a build costs
+~11 s plus ~1.3 s per tiny network on two busy cores, with ccache; ``hwgen/stress.py``),
+so a hypothesis example is a batch. Each network slot carries a "keep" draw that shrinks to
+"dropped": when a batch fails, shrinking drops the networks that pass and simplifies the
+one that fails (each step recompiles, which is fine because failures are rare).
+
+The default run (CI) checks at least ``HWGEN_FUZZ_NETWORKS`` = 100 networks in about
+``100 / BATCH`` builds, derandomized (the same networks every run). ``pytest --long`` checks
+2,000 networks with fresh random draws. Run with ``-s`` to see the counts; they are also
+written as JSON to ``HWGEN_FUZZ_SUMMARY`` (default: the pytest temporary directory).
+
+Every failure the fuzzer has found is kept, shrunk, in ``REGRESSIONS`` below and run as a
+plain test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hwgen.stress import Inference, NetworkCase, run_batch
+from hwgen.testing import edge_inputs, network_from_spec
+
+BATCH = 20
+KEEP_CHOICES = 10  # a slot is dropped when its draw is 0: 9 in 10 are kept when generating
+LONG_NETWORKS = 2000
+
+
+# ----------------------------------------------------------------------------- strategies
+
+@st.composite
+def neuron_options(draw) -> dict:
+    """Per spiking layer: weight and state widths, leak, reset, threshold."""
+    state_bits = draw(st.integers(3, 12))
+    leak = draw(st.sampled_from(["shift", "none", "mul"]))
+    if leak == "shift":
+        leak_spec = {"kind": "shift", "shift": draw(st.integers(1, 4))}
+    elif leak == "mul":
+        frac = draw(st.integers(1, 6))
+        leak_spec = {"kind": "mul", "mul": draw(st.integers(0, (1 << frac) - 1)),
+                     "frac_bits": frac}
+    else:
+        leak_spec = {"kind": "none"}
+    options = {"weight_bits": draw(st.integers(2, 8)), "state_bits": state_bits,
+               "reset": draw(st.sampled_from(["subtract", "zero", "none"])), "leak": leak_spec,
+               "with_bias": draw(st.booleans())}
+    if draw(st.integers(0, 3)) == 3:  # a quarter fixed, up to past the top rail (never fires)
+        options["threshold"] = draw(st.integers(1, (1 << (state_bits - 1)) + 2))
+    return options
+
+
+@st.composite
+def pool_layer(draw, shape) -> dict:
+    _, h, w = shape
+    kernel = draw(st.integers(1, min(2, h, w) if min(h, w) > 1 else 1))
+    return {"type": draw(st.sampled_from(["max_pool", "sum_pool"])), "kernel": kernel,
+            "stride": draw(st.integers(1, 2)), "padding": draw(st.integers(0, kernel // 2))}
+
+
+@st.composite
+def conv_layer(draw, shape) -> dict:
+    c, h, w = shape
+    padding = draw(st.integers(0, 1))
+    kernel = draw(st.integers(1, min(3, h + 2 * padding, w + 2 * padding)))
+    out = draw(st.integers(1, 4))
+    groups = draw(st.sampled_from([g for g in range(1, min(c, out) + 1)
+                                   if c % g == 0 and out % g == 0]))
+    return {"type": "conv", "out": out, "kernel": kernel, "stride": draw(st.integers(1, 2)),
+            "padding": padding, "groups": groups, **draw(neuron_options())}
+
+
+def _after(shape, layer):
+    """The map shape after a conv or pool layer dict."""
+    c, h, w = shape
+    k, s, p = layer["kernel"], layer.get("stride", 1), layer.get("padding", 0)
+    size = lambda n: (n + 2 * p - k) // s + 1  # noqa: E731
+    return (layer["out"] if layer["type"] == "conv" else c, size(h), size(w))
+
+
+@st.composite
+def network_specs(draw) -> dict:
+    """A JSON-able spec for ``hwgen.testing.network_from_spec`` plus its inputs and ``P``."""
+    input_bits = draw(st.sampled_from([1, 1, 1, 2, 3]))
+    layers: list[dict] = []
+    if draw(st.booleans()):  # a flat input and a dense chain
+        input_shape = [draw(st.integers(1, 20))]
+        if draw(st.integers(0, 4)) == 4:
+            layers.append({"type": "flatten"})  # of a flat stream: no hardware
+    else:
+        shape = (draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+        input_shape = list(shape)
+        if input_bits == 1 and draw(st.integers(0, 4)) == 4:  # pools take spikes only
+            layers.append(draw(pool_layer(shape)))
+            shape = _after(shape, layers[-1])
+        for _ in range(draw(st.integers(1, 2))):
+            layers.append(draw(conv_layer(shape)))
+            shape = _after(shape, layers[-1])
+            if draw(st.booleans()):
+                layers.append(draw(pool_layer(shape)))
+                shape = _after(shape, layers[-1])
+        if draw(st.booleans()):
+            layers.append({"type": "flatten"})
+    for _ in range(draw(st.integers(0 if layers else 1, 2))):
+        layers.append({"type": "dense", "out": draw(st.integers(1, 8)),
+                       **draw(neuron_options())})
+    if not any(layer["type"] in ("conv", "dense") for layer in layers):
+        layers.append({"type": "dense", "out": draw(st.integers(1, 8)),
+                       **draw(neuron_options())})
+    while layers[-1]["type"] not in ("conv", "dense"):  # layers after the last spiking one
+        layers.pop()                                   # make no hardware: keep it short
+    return {"input_shape": input_shape, "layers": layers, "input_bits": input_bits,
+            "timesteps": draw(st.integers(1, 6)), "seed": draw(st.integers(0, 2**16)),
+            "rate": draw(st.sampled_from([0.3, 0.1, 0.6])),
+            "parallel": draw(st.integers(1, 4)),
+            "rates": draw(st.lists(st.sampled_from([0.2, 0.05, 0.5, 0.9]), min_size=1,
+                                   max_size=3)),
+            "stall_seed": draw(st.integers(0, 2**16))}
+
+
+@st.composite
+def batches(draw, size: int = BATCH) -> list[dict]:
+    """Up to ``size`` network specs; each slot's keep draw shrinks towards dropping it."""
+    specs = []
+    for _ in range(size):
+        if draw(st.integers(0, KEEP_CHOICES - 1)):
+            specs.append(draw(network_specs()))
+    return specs
+
+
+# ----------------------------------------------------------------------------- running a batch
+
+def network_case(spec: dict) -> NetworkCase:
+    qnet = network_from_spec(spec)
+    x = edge_inputs(qnet, spec["rates"], spec["seed"])
+    program = [Inference(i) for i in range(len(x))]
+    # One sample again under bursts of backpressure on every stream and a stalling input.
+    again = spec["stall_seed"] % len(x)
+    program.append(Inference(again, "burst", spec["stall_seed"], input_stall=True))
+    return NetworkCase(qnet, spec["parallel"], x, program, label=json.dumps(spec))
+
+
+def check_batch(specs: list[dict], build_dir: Path, stats: Counter) -> None:
+    """Run ``specs`` in one build; assert every inference equals golden and the stalled
+    run equals the unstalled one token for token. Counts go into ``stats``."""
+    if not specs:
+        return
+    cases = [network_case(spec) for spec in specs]
+    result = run_batch(cases, build_dir)
+    problems = []
+    for spec, case, items in zip(specs, cases, result.networks):
+        bad = [r for r in items if r.mismatches]
+        if bad:
+            problems.append(f"network {json.dumps(spec)}: {sum(r.mismatches for r in bad)} "
+                            f"mismatches, first {bad[0].records[:3]}")
+            continue
+        plain = {r.sample: r for r in items if r.stall == "none"}
+        for r in items:
+            if r.cycles != r.tb_cycles:
+                problems.append(f"network {json.dumps(spec)}: sample {r.sample} ({r.stall}) "
+                                f"`cycles` port {r.cycles}, testbench {r.tb_cycles}")
+            if r.stall != "none" and r.digests != plain[r.sample].digests:
+                problems.append(f"network {json.dumps(spec)}: sample {r.sample} under stalls "
+                                f"sent a different token sequence than without")
+    stats["networks"] += len(specs)
+    stats["builds"] += 1
+    stats["inferences"] += result.inferences_compared
+    stats["samples"] += sum(len(case.inputs) for case in cases)
+    stats["spike_decisions"] += result.spikes_compared
+    stats["stalled_inferences"] += sum(r.stall != "none" for net in result.networks for r in net)
+    stats["sim_cycles"] += result.sim_cycles
+    stats["compile_seconds"] += result.compile_seconds
+    stats["layers"] += sum(len(case.qnet.spiking_layers) for case in cases)
+    stats["conv_networks"] += sum(any(l["type"] == "conv" for l in s["layers"]) for s in specs)
+    stats["direct_input_networks"] += sum(s["input_bits"] > 1 for s in specs)
+    assert not problems, "\n".join(problems)
+
+
+def write_summary(name: str, stats: Counter, tmp_root: Path) -> Path:
+    path = Path(os.environ.get("HWGEN_FUZZ_SUMMARY", tmp_root / "fuzz_summary.json"))
+    summary = {name: {k: round(v, 1) if isinstance(v, float) else v for k, v in stats.items()}}
+    if path.exists():
+        try:
+            summary = {**json.loads(path.read_text()), **summary}
+        except ValueError:
+            pass
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"\n{name}: {json.dumps(summary[name])} -> {path}")
+    return path
+
+
+# ----------------------------------------------------------------------------- the tests
+
+def test_random_networks_match_golden(request, tmp_path_factory):
+    long = request.config.getoption("--long")
+    target = LONG_NETWORKS if long else int(os.environ.get("HWGEN_FUZZ_NETWORKS", "100"))
+    # 9 in 10 slots are kept on average; one extra batch keeps the count above the target.
+    examples = math.ceil(target / (BATCH * 0.9)) + 1
+    root = tmp_path_factory.mktemp("fuzz")
+    stats: Counter = Counter()
+
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=not long,
+              suppress_health_check=list(HealthCheck), print_blob=True)
+    @given(batches())
+    def check(specs):
+        check_batch(specs, root / "batch", stats)
+
+    check()
+    write_summary("fuzz", stats, tmp_path_factory.getbasetemp())
+    assert stats["networks"] >= target, f"only {stats['networks']} networks were checked"
+
+
+# Failures the fuzzer found, shrunk (network_specs format); each was a bug, now fixed.
+REGRESSIONS: list[dict] = []
+
+
+@pytest.mark.skipif(not REGRESSIONS, reason="the fuzzer has found no failure to keep yet")
+def test_fuzz_regressions(tmp_path):
+    stats: Counter = Counter()
+    check_batch(REGRESSIONS, tmp_path / "batch", stats)
+    assert stats["networks"] == len(REGRESSIONS)
+
+
+def test_network_specs_cover_the_space():
+    """The strategy reaches every feature it promises (so the fuzzer cannot silently
+    narrow): checked on a fixed sample of drawn specs, without simulating."""
+    seen: Counter = Counter()
+
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(network_specs())
+    def look(spec):
+        qnet = network_from_spec(spec)  # every drawn spec must build
+        seen["direct"] += spec["input_bits"] > 1
+        seen["timesteps_1"] += spec["timesteps"] == 1
+        for layer in spec["layers"]:
+            seen[layer["type"]] += 1
+            seen[f"reset_{layer.get('reset')}"] += "reset" in layer
+            seen[f"leak_{layer.get('leak', {}).get('kind')}"] += "leak" in layer
+            seen["groups"] += layer.get("groups", 1) > 1
+            seen["stride2"] += layer.get("stride", 1) == 2
+            seen["fixed_threshold"] += "threshold" in layer
+            seen["weight_bits_2"] += layer.get("weight_bits") == 2
+            seen["weight_bits_8"] += layer.get("weight_bits") == 8
+        seen["conv_last"] += spec["layers"][-1]["type"] == "conv"
+        assert np.all([len(layer.output_shape) for layer in qnet.spiking_layers])
+
+    look()
+    for feature in ("direct", "timesteps_1", "conv", "dense", "max_pool", "sum_pool", "flatten",
+                    "reset_subtract", "reset_zero", "reset_none", "leak_none", "leak_shift",
+                    "leak_mul", "groups", "stride2", "fixed_threshold", "weight_bits_2",
+                    "weight_bits_8", "conv_last"):
+        assert seen[feature] > 0, f"the strategy never drew {feature}"
