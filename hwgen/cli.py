@@ -93,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--state-bits", type=int, help="membrane width (default: from calibration)")
     gen.add_argument("--leak-bits", type=int, default=8,
                      help="fraction bits of the leak multiplier when beta is not 1-2^-k (default 8)")
-    gen.add_argument("--timesteps", type=int, default=16, help="timesteps per inference (default 16)")
+    gen.add_argument("--timesteps", type=int, help="timesteps per inference (default: those of --data or "
+                                                  "--calibration, else 16)")
     gen.add_argument("--input-bits", type=int, default=1,
                      help="1: spike input (default); 2..16: direct unsigned input of this width (frames)")
     gen.add_argument("--parallel", type=_parallel, default=4,
@@ -153,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--mode", choices=["quick", "full"], default="quick",
                        help="quick: a few minutes, no builds (CI); full: every P, layer type and build (default quick)")
     bench.add_argument("--out", type=Path, default=Path("bench"),
-                       help="where results/<date>.json, RESULTS.md and plots/ go (default bench)")
+                       help="where results/<date>.json, RESULTS.md and plots/ go (default bench; quick mode: bench/quick)")
     bench.add_argument("--work", type=Path, default=Path("build/bench"),
                        help="generated designs, compiled simulators and builds, reused between runs (default build/bench)")
     return parser
@@ -168,7 +169,9 @@ def _generate(args: argparse.Namespace) -> int:
         latency_us=args.latency_us,
         quant=QuantOptions(weight_bits=args.weight_bits, per_channel=args.per_channel,
                            state_bits=args.state_bits, leak_frac_bits=args.leak_bits,
-                           timesteps=args.timesteps, input_bits=args.input_bits))
+                           timesteps=16 if args.timesteps is None else args.timesteps,
+                           input_bits=args.input_bits),
+        timesteps_given=args.timesteps is not None)
     with stages() as progress:
         report = generate(args.model, args.out, opts, progress)
     hw = report["hardware"]
@@ -259,7 +262,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     with stages() as progress:
         results = run_bench(args.mode, args.out, args.work, progress)
-    log.print(f"wrote {results['_path']}, {args.out}/RESULTS.md and {args.out}/plots/ "
+    where = Path(results["_path"]).parent.parent
+    log.print(f"wrote {results['_path']}, {where}/RESULTS.md and {where}/plots/ "
               f"({results['wall_seconds'] / 60:.1f} min)", markup=False, soft_wrap=True)
     return 0
 

@@ -115,6 +115,7 @@ def choose(qnet: QuantNetwork, board: str, activity: GoldenTrace, parallel: int 
         target = f" within {latency_us:g} us per inference" if latency_us is not None else ""
         raise HwgenError(f"no configuration of this network fits {board}{target} at "
                          f"{clock_hz / 1e6:g} MHz ({'; '.join(problem(c) for c in candidates)}); "
-                         "relax --latency-us, use fewer --weight-bits or a bigger board")
+                         + ("relax --latency-us, " if latency_us is not None else "")
+                         + "use fewer --weight-bits or a bigger board")
     best = min(good, key=lambda c: (c.lut_estimate, c.parallel))
     return Choice(board, clock_hz / 1e6, best.parallel, best.weight_memories, latency_us, candidates)

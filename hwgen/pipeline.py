@@ -47,6 +47,7 @@ class GenerateOptions:
     reset: str | None = None  # NIR only: "subtract" (default) or "zero"
     board: str | None = None  # generate for this board: its memory plan, fit and clock (hwgen.dse)
     latency_us: float | None = None  # with parallel="auto": the latency per inference to meet
+    timesteps_given: bool = False  # quant.timesteps was asked for: data must agree, not override
 
     def validate(self) -> None:
         if self.parallel == "auto":
@@ -137,12 +138,14 @@ def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = 
     x = y = calib = None
     if opts.data:
         x, y = load_data(opts.data, net, opts.quant.input_bits)
+        _agree_on_timesteps(opts, x, opts.data)
         opts.quant.timesteps = int(x.shape[1])
     calib_source = opts.calibration or opts.data or ""
     if opts.calibration:
         calib, _ = load_data(opts.calibration, net, opts.quant.input_bits)
         if x is not None and calib.shape[1] != x.shape[1]:
             raise HwgenError(f"{opts.calibration}: {calib.shape[1]} timesteps, but {opts.data} has {x.shape[1]}")
+        _agree_on_timesteps(opts, calib, opts.calibration)
         opts.quant.timesteps = int(calib.shape[1])
     elif x is not None:
         calib = x
@@ -178,6 +181,14 @@ def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = 
             {"parallel": parallel, "board": opts.board,
              "weight_memories": {str(k): t for k, t in weight_memories.items()}}) + "\n")
     return report
+
+
+def _agree_on_timesteps(opts: GenerateOptions, x: np.ndarray, source: str) -> None:
+    """The data sets T unless --timesteps was given; then they must be the same."""
+    if opts.timesteps_given and x.shape[1] != opts.quant.timesteps:
+        raise HwgenError(f"--timesteps {opts.quant.timesteps}, but {source} holds {x.shape[1]} "
+                         "timesteps per sample: drop --timesteps (the data sets it) or encode the "
+                         f"data over {opts.quant.timesteps} timesteps")
 
 
 def _activity_inputs(net: Network, qnet: QuantNetwork) -> np.ndarray:

@@ -126,6 +126,20 @@ def test_data_file_with_the_wrong_shape(model_file, tmp_path, capsys):
     assert_clean_failure(code, err, out, "data.npz", "[3, 4, 7]", "[samples, timesteps, 6]")
 
 
+def test_timesteps_that_disagree_with_the_data_are_refused(model_file, tmp_path, capsys):
+    """--data sets T; an explicit --timesteps that differs is a contradiction, not a default."""
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.zeros((3, 4, 6), dtype=np.uint8))
+    out = tmp_path / "out"
+    code, err = run_cli(["generate", f"{model_file}:tiny", "-o", out, "--data", data,
+                         "--timesteps", "6"], capsys)
+    assert_clean_failure(code, err, out, "--timesteps 6", "data.npz holds 4 timesteps")
+    assert run_cli(["generate", f"{model_file}:tiny", "-o", out, "--data", data,
+                    "--timesteps", "4"], capsys)[0] == 0
+    assert run_cli(["generate", f"{model_file}:tiny", "-o", tmp_path / "out2", "--data", data],
+                   capsys)[0] == 0
+
+
 def test_sim_on_a_folder_that_is_not_an_output(tmp_path, capsys):
     code, err = run_cli(["sim", tmp_path], capsys)
     assert code == 2 and "not an hwgen output folder" in err
