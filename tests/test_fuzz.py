@@ -18,7 +18,7 @@ one that fails (each step recompiles, which is fine because failures are rare).
 
 The default run (CI) checks at least ``HWGEN_FUZZ_NETWORKS`` = 100 networks in about
 ``100 / BATCH`` builds, derandomized (the same networks every run). ``pytest --long`` checks
-2,000 networks with fresh random draws. Run with ``-s`` to see the counts; they are also
+2,000 networks (or ``HWGEN_FUZZ_NETWORKS``) with fresh random draws. Run with ``-s`` to see the counts; they are also
 written as JSON to ``HWGEN_FUZZ_SUMMARY`` (default: the pytest temporary directory).
 
 Every failure the fuzzer has found is kept, shrunk, in ``REGRESSIONS`` below and run as a
@@ -212,7 +212,7 @@ def write_summary(name: str, stats: Counter, tmp_root: Path) -> Path:
 
 def test_random_networks_match_golden(request, tmp_path_factory):
     long = request.config.getoption("--long")
-    target = LONG_NETWORKS if long else int(os.environ.get("HWGEN_FUZZ_NETWORKS", "100"))
+    target = int(os.environ.get("HWGEN_FUZZ_NETWORKS", LONG_NETWORKS if long else 100))
     # 9 in 10 slots are kept on average; one extra batch keeps the count above the target.
     examples = math.ceil(target / (BATCH * 0.9)) + 1
     root = tmp_path_factory.mktemp("fuzz")
