@@ -12,7 +12,7 @@ from ..errors import HwgenError
 from ..ir import QuantDense, QuantNetwork
 from ..pipeline import event_driven_bounds
 from ..simulate import run_rtl
-from .bounds import dense_baseline, layer_bounds
+from .bounds import dense_baseline, layer_bounds, lockstep_bound
 
 
 def layer_kind(layer) -> str:
@@ -69,6 +69,7 @@ def measure(qnet: QuantNetwork, parallel: int, verilog: Path, x: np.ndarray, sim
         "bound_busiest": [int(b) for b in busiest],
         "bound_busiest_mean": float(busiest.mean()),
         "bound_sum_mean": float(total.mean()),
+        "bound_lockstep_mean": float(lockstep_bound(qnet, parallel, trace).mean()),
         "busiest_layer": qnet.spiking_layers[int(np.bincount(bounds.argmax(axis=1)).argmax())].name,
         # per inference, then averaged: an inference's efficiency is its bound over its cycles
         "efficiency": float((busiest / cycles).mean()),

@@ -95,7 +95,7 @@ MODELS: dict[str, BenchModel] = {
                               str(_spec("conv").checkpoint), _spec("conv").input_shape, _spec("conv").timesteps,
                               (1, 2, 4, 8), (4,), _digits_inputs("conv")),
     "cnn_sinabs": BenchModel("cnn_sinabs", "NIR paper N-MNIST CNN (cnn_sinabs.nir)", str(CNN_NIR), None,
-                             (2, 34, 34), CNN_TIMESTEPS, (4, 8, 16), (), _cnn_inputs, samples_full=3),
+                             (2, 34, 34), CNN_TIMESTEPS, (4, 8), (), _cnn_inputs, samples_full=3),
     "mnist784": BenchModel("mnist784", "MNIST-scale LIF MLP 784-128-10", _spec("mnist784").factory,
                            str(_spec("mnist784").checkpoint), _spec("mnist784").input_shape,
                            _spec("mnist784").timesteps, (2, 8, 32, 128), (8,), _digits_inputs("mnist784"),

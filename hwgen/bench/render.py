@@ -39,14 +39,16 @@ def render_markdown(res: dict, json_name: str) -> str:
                    f"{rates} | {_f(m['synaptic_ops_per_inference'])} |")
     out += ["", "## Per model and P (measured cycles)", "",
             "Efficiency = busiest layer's bound / measured cycles (engines run concurrently); `sum-bound eff.` uses "
-            "the sum over layers (one engine doing all layers) and exceeds 1 where layers overlap.", "",
-            "| model | P | samples | cycles / inference | bound (busiest) | efficiency | sum-bound eff. | "
+            "the sum over layers (one engine doing all layers) and exceeds 1 where layers overlap; `lock-step` is "
+            "the bound if layers overlapped only within a timestep (not a lower bound; docs/benchmarks.md).", "",
+            "| model | P | samples | cycles / inference | bound (busiest) | efficiency | sum-bound eff. | lock-step | "
             "measured / cost model | dense baseline | synaptic ops / cycle | RTL accuracy |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
         out.append(f"| {res['models'][r['model']]['title']} | {r['parallel']} | {r['samples']} | {_f(r['cycles_mean'])} | "
                    f"{_f(r['bound_busiest_mean'])} ({r['busiest_layer']}) | {r['efficiency']:.3f} | "
-                   f"{r['efficiency_sum_bound']:.3f} | {r['measured_over_cost_model']:.3f} | {_f(r['dense_baseline'])} | "
+                   f"{r['efficiency_sum_bound']:.3f} | {_f(r['bound_lockstep_mean'])} | {r['measured_over_cost_model']:.3f} | "
+                   f"{_f(r['dense_baseline'])} | "
                    f"{r['synaptic_ops_per_cycle']:.2f} | {_pct(r.get('accuracy_rtl'))} |")
     builds = res.get("builds") or []
     auto = res.get("auto")
@@ -98,30 +100,35 @@ def render_markdown(res: dict, json_name: str) -> str:
     out += ["## Design-space sweep", "",
             "P over powers of two up to the widest layer, 4/6/8-bit weights. LUTs: the fit check's estimate "
             "(`lut_source` = build where a real build exists); cycles: measured where a run exists, else the "
-            "event-driven cost model; latency at the board clock. Pareto-optimal points that fit each board:", "",
-            "| model | board | P | weight bits | LUT | LUT source | cycles | cycles source | latency us |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for p in res["sweep"]:
-        if p.get("pareto"):
-            out.append(f"| {res['models'].get(p['model'], {}).get('title', p['model'])} | {p['board']} | {p['parallel']} | "
-                       f"{p['weight_bits']} | {_f(p['lut'])} | {p['lut_source']} | {_f(p['cycles'])} | "
-                       f"{p['cycles_source']} | {_f(p['latency_us'], '{:,.1f}')} |")
+            "event-driven cost model; latency at the board clock. The Pareto front of the points that fit each "
+            "board, as `P/bits: LUTs, latency us` (m: cycles measured, b: LUTs from a build):", "",
+            "| model | board | points that fit | Pareto front |", "|---|---|---|---|"]
+    pairs = sorted({(p["model"], p["board"]) for p in res["sweep"]})
+    for model, board in pairs:
+        group = [p for p in res["sweep"] if p["model"] == model and p["board"] == board]
+        front = sorted((p for p in group if p.get("pareto")), key=lambda p: p["latency_us"])
+        text = "; ".join(f"{p['parallel']}/{p['weight_bits']}: {p['lut']:,}{'b' if p['lut_source'] == 'build' else ''}, "
+                         f"{p['latency_us']:,.0f}{'m' if p['cycles_source'] == 'measured' else ''}" for p in front) or "none fits"
+        out.append(f"| {res['models'].get(model, {}).get('title', model)} | {board} | "
+                   f"{sum(p['fits'] for p in group)} of {len(group)} | {text} |")
     out += ["", "![Pareto](plots/pareto.png)", "", "## Tool speed", "",
-            "| model | P | cycles / inference | Verilator cycles/s | Icarus cycles/s | Verilator / Icarus | "
-            "Verilator compile s | golden samples/s | generate s | builds s |", "|---|---|---|---|---|---|---|---|---|---|"]
+            "Simulated cycles per second under the cocotb testbench (which checks every spike, stepping each "
+            "clock cycle from Python) and with a plain Verilog testbench that only streams the input "
+            "(`hwgen/bench/hdl_driver.py`; its cycles and predictions must equal the cocotb run's and the golden "
+            "model's). `harness` = share of a cocotb run's time spent in the harness at equal simulated cycles.", "",
+            "| model | P | cycles / inference | Verilator cocotb / plain cycles/s | harness | Icarus cocotb / plain "
+            "cycles/s | harness | Verilator / Icarus (cocotb) | Verilator compile s | golden samples/s | generate s | builds s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in res["tool_speed"]:
         v, i = t.get("verilator") or {}, t.get("icarus") or {}
+        plain = t.get("plain_testbench") or {}
+        pv, pi = plain.get("verilator") or {}, plain.get("icarus") or {}
         builds_s = ", ".join(f"{k}: {s:.0f}" for k, s in (t.get("build_seconds") or {}).items()) or "-"
         out.append(f"| {res['models'][t['model']]['title']} | {t['parallel']} | {_f(t['cycles_per_inference'])} | "
-                   f"{_f(v.get('cycles_per_second'))} | {_f(i.get('cycles_per_second'))} | "
+                   f"{_f(v.get('cycles_per_second'))} / {_f(pv.get('cycles_per_second'))} | {_pct(pv.get('harness_share'))} | "
+                   f"{_f(i.get('cycles_per_second'))} / {_f(pi.get('cycles_per_second'))} | {_pct(pi.get('harness_share'))} | "
                    f"{_f(t.get('verilator_over_icarus'), '{:.1f}')} | {_f(v.get('compile_seconds'), '{:.1f}')} | "
                    f"{_f(t['golden_samples_per_second'])} | {t['generate_seconds']:.1f} | {builds_s} |")
-    h = res.get("harness")
-    if h:
-        out += ["", "cocotb harness: " + "; ".join(
-            f"{sim}: {v['cycles_per_second']:,.0f} simulated cycles/s with the harness driving every cycle"
-            for sim, v in h.items() if sim in ("verilator", "icarus"))
-            + (f"; {h['note']}" if h.get("note") else "")]
     acc = res["acceptance"]
     out += ["", "## Acceptance checks (computed from the results)", ""]
     for kind, v in acc.get("efficiency_per_layer_type", {}).items():
