@@ -157,6 +157,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="where results/<date>.json, RESULTS.md and plots/ go (default bench; quick mode: bench/quick)")
     bench.add_argument("--work", type=Path, default=Path("build/bench"),
                        help="generated designs, compiled simulators and builds, reused between runs (default build/bench)")
+    bench.add_argument("--render", type=Path, metavar="RESULTS_JSON",
+                       help="measure nothing: render RESULTS.md and plots/ into --out from this results file")
     return parser
 
 
@@ -260,6 +262,14 @@ def _run(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
+    if args.render:
+        from .bench.render import render_all
+
+        if not args.render.is_file():
+            raise HwgenError(f"{args.render}: results file not found (hwgen bench writes bench/results/<date>.json)")
+        written = render_all(args.render, args.out)
+        log.print(f"wrote {', '.join(str(p) for p in written)}", markup=False, soft_wrap=True)
+        return 0
     with stages() as progress:
         results = run_bench(args.mode, args.out, args.work, progress)
     where = Path(results["_path"]).parent.parent
