@@ -67,7 +67,10 @@ class Inference:
     for the watchdog's own test). ``input_stall`` also withholds the input
     stream's ``valid`` between tokens. ``reset_at``: assert ``rst`` this many cycles after the
     inference's first input token was taken; the inference is abandoned (not compared) and
-    the next entry starts on the freshly reset design.
+    the next entry starts on the freshly reset design. ``overlap``: start sending this
+    inference right after the previous entry's input, without waiting for its ``done``, so
+    that both are in the chain at once (the stall policy of the first entry of such a run
+    applies to all of it; no ``reset_at`` inside it).
     """
 
     sample: int
@@ -75,12 +78,14 @@ class Inference:
     seed: int = 0
     input_stall: bool = False
     reset_at: int | None = None
+    overlap: bool = False
 
     def to_json(self) -> dict:
         if self.stall not in STALL_POLICIES:
             raise ValueError(f"unknown stall policy {self.stall!r}: one of {STALL_POLICIES}")
         return {"sample": self.sample, "stall": self.stall, "seed": self.seed,
-                "input_stall": self.input_stall, "reset_at": self.reset_at}
+                "input_stall": self.input_stall, "reset_at": self.reset_at,
+                "overlap": self.overlap}
 
 
 @dataclass
@@ -107,6 +112,8 @@ class InferenceResult:
     tb_cycles: int  # the testbench's own count of the same span
     held_cycles: int  # cycles in which a stall point or the input withheld a token
     digests: list[str]  # per tap: the exact token sequence (sha1)
+    accepted_at: int | None  # testbench cycle of the first accepted input token
+    done_at: int | None  # testbench cycle in which `done` was high (None: aborted)
 
 
 @dataclass

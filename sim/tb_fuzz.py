@@ -15,7 +15,9 @@ one bit per stream of its chain (hwgen/hardware/stall.py). The environment names
     back, and a digest of the exact token sequence of each tap.
 
 The networks run one after another on one clock and one reset (the others stay idle), each
-inference checked exactly as ``sim/tb_top.py`` checks it (same helpers). The loop keeps its
+inference checked exactly as ``sim/tb_top.py`` checks it (same helpers). Normally an
+inference starts after the previous one's ``done``; entries marked ``overlap`` start as soon
+as the previous one's input is in, so several inferences are in flight in the chain at once. The loop keeps its
 timing discipline: drivers (input stream, stall vector, ``rst``) are written just after a
 rising edge, everything is read in the ReadOnly phase.
 
@@ -192,8 +194,18 @@ async def _run(dut, manifest: dict, report: dict, clock: Clocked) -> None:
         ports = Ports(dut, net["prefix"], vec)
         items: list[dict] = []
         report["networks"].append({"label": net["label"], "items": items})
-        for index, item in enumerate(net["program"]):
-            items.append(await _inference(dut, clock, net, index, item, vec, ports))
+        program = net["program"]
+        index = 0
+        while index < len(program):
+            group = 1  # entries that follow with `overlap` start before this one is done
+            while index + group < len(program) and program[index + group].get("overlap"):
+                group += 1
+            if group == 1:
+                items.append(await _inference(dut, clock, net, index, program[index], vec, ports))
+            else:
+                items += await _pipelined(clock, net, index, program[index:index + group], vec,
+                                          ports)
+            index += group
         # Stray tokens after the network's last inference.
         for _ in range(DRAIN_CYCLES):
             await clock.read_only
@@ -289,7 +301,8 @@ async def _inference(dut, clock: Clocked, net: dict, index: int, item: dict, vec
                 f"{waiting or 'none'}; of those stalled by the testbench: {held or 'none'}")
     result = {"sample": s, "stall": item["stall"], "aborted": aborted, "mismatches": 0,
               "records": [], "counts": [], "prediction": -1, "cycles": 0, "tb_cycles": 0,
-              "held_cycles": extension, "digests": []}
+              "held_cycles": extension, "digests": [], "accepted_at": first_accept,
+              "done_at": None}
     if aborted:
         return result
     if sent != len(tokens):
@@ -317,6 +330,106 @@ async def _inference(dut, clock: Clocked, net: dict, index: int, item: dict, vec
     found += check_readout(s, counts, prediction, vec.counts[s], vec.prediction[s])
     result.update(mismatches=len(found), records=found[:RECORD_CAP], counts=counts,
                   prediction=prediction, cycles=observed_cycles,
-                  tb_cycles=clock.cycle - 2 - first_accept,
+                  tb_cycles=clock.cycle - 2 - first_accept, done_at=clock.cycle - 2,
                   digests=[hashlib.sha1(json.dumps(seq).encode()).hexdigest() for seq in raw])
     return result
+
+
+async def _pipelined(clock: Clocked, net: dict, first: int, group: list[dict], vec: Vectors,
+                     ports: Ports) -> list[dict]:
+    """Several inferences in flight at once: each one's input follows the previous one's
+    final tick without waiting for its ``done``. Every tap's tokens are split into
+    inferences at their ``last`` ticks and ``done`` pulses are matched in order; the stall
+    policy is the first entry's, the ``cycles`` port is read in each ``done`` cycle (the
+    next inference may end in the cycle after)."""
+    head = group[0]
+    if any(item["reset_at"] is not None for item in group):
+        raise AssertionError("a reset inside a group of overlapping inferences is not supported")
+    rng = random.Random(head["seed"] * 1_000_003 + first)
+    policy = StallPolicy(head["stall"], len(net["links"]), rng)
+    in_stream = vec.streams[0]
+    samples = [item["sample"] for item in group]
+    tokens: list[int] = []
+    starts: list[int] = []  # index of each inference's first token
+    for s in samples:
+        starts.append(len(tokens))
+        tokens += input_tokens(vec.inputs[s], in_stream)
+    records = [[StreamRecord(stream) for _ in group] for stream in vec.streams[1:]]
+    raw: list[list[list[int]]] = [[[] for _ in group] for _ in ports.taps]
+    position = [0] * len(ports.taps)  # the inference each tap is in
+    budget = sum(20 * work_estimate(vec.inputs[s], [sp[s] for sp in vec.spikes], vec.fanout)
+                 for s in samples) + 10000
+    extension = 0
+    start = clock.cycle
+    sent = 0
+    accepted_at: list[int] = []  # cycle of each inference's first accepted token
+    dones: list[tuple[int, int, int, int]] = []  # (cycle, counts, prediction, cycles port)
+    input_wait = 0
+    valid = driven = mask = offers = 0
+    while len(dones) < len(group):
+        if not valid and sent < len(tokens):
+            if head["input_stall"] and input_wait == 0 and rng.random() < 0.3:
+                input_wait = rng.randint(1, 40 if rng.random() < 0.1 else 5)
+            if input_wait:
+                input_wait -= 1
+            else:
+                valid = 1
+                ports.in_payload.value = tokens[sent]
+        if valid != driven:
+            ports.in_valid.value = driven = valid
+        new_mask = policy.step(offers)
+        if new_mask != mask:
+            ports.stall.value = mask = new_mask
+        await clock.read_only
+        withheld = not valid and sent < len(tokens)
+        if valid and ports.in_ready.value:
+            if len(accepted_at) < len(starts) and sent == starts[len(accepted_at)]:
+                accepted_at.append(clock.cycle)
+            sent += 1
+            valid = 0
+        for k, (v, r, p) in enumerate(ports.taps):
+            if v.value and r.value:
+                payload = int(p.value)
+                n = min(position[k], len(group) - 1)  # past the last: reported as extra
+                records[k][n].push(payload)
+                raw[k][n].append(payload)
+                stream = records[k][n].stream
+                if stream.is_tick(payload) and (payload >> (stream.addr_bits + 1)) & 1:
+                    position[k] += 1
+        offers = int(ports.offer.value)
+        if ports.done.value:
+            dones.append((clock.cycle, int(ports.counts.value), int(ports.prediction.value),
+                          int(ports.cycles.value)))
+        if withheld or offers & mask:
+            extension += 1
+        await clock.edge()
+        if clock.cycle - start >= budget + min(extension, HOLD_ALLOWANCE * budget):
+            reached = ", ".join(f"tap_{k} at inference {n}" for k, n in enumerate(position))
+            raise AssertionError(
+                f"watchdog: {net['label']} ({net['prefix']}), overlapping program entries "
+                f"{first}..{first + len(group) - 1} (samples {samples}): {len(dones)} of "
+                f"{len(group)} `done` within {clock.cycle - start} cycles; {sent} of "
+                f"{len(tokens)} input tokens accepted; {reached}; streams with a token "
+                f"waiting: {[n for i, n in enumerate(net['links']) if offers >> i & 1]}")
+    if driven:
+        ports.in_valid.value = 0
+    if mask:
+        ports.stall.value = 0
+    n_out = vec.counts.shape[1]
+    mask_c = (1 << vec.count_bits) - 1
+    out = []
+    for n, (item, s) in enumerate(zip(group, samples)):
+        done_cycle, counts_word, prediction, observed = dones[n]
+        counts = [(counts_word >> (k * vec.count_bits)) & mask_c for k in range(n_out)]
+        found: list[dict] = []
+        for k in range(len(ports.taps)):
+            found += check_stream(s, k, vec.spikes[k][s], records[k][n])
+        found += check_readout(s, counts, prediction, vec.counts[s], vec.prediction[s])
+        out.append({"sample": s, "stall": head["stall"], "aborted": False,
+                    "mismatches": len(found), "records": found[:RECORD_CAP], "counts": counts,
+                    "prediction": prediction, "cycles": observed,
+                    "tb_cycles": done_cycle - accepted_at[n], "held_cycles": extension,
+                    "accepted_at": accepted_at[n], "done_at": done_cycle,
+                    "digests": [hashlib.sha1(json.dumps(raw[k][n]).encode()).hexdigest()
+                                for k in range(len(ports.taps))]})
+    return out

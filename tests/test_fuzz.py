@@ -5,8 +5,9 @@ dense layers over random shapes, strides, padding and groups, weight bits 2..8, 
 widths 3..12 (so membranes hit the rails), calibrated or arbitrary thresholds, every leak
 kind, all three reset modes, spikes or direct multi-bit input, parallelism 1..4, 1..6
 timesteps. Every network runs random samples at random spike rates plus an all-zero and an
-all-ones sample, unstalled, and one sample again under random bursts of backpressure on
-every stream (``hwgen.stress``); every spike of every layer at every timestep, the readout
+all-ones sample, unstalled, then one sample again under random bursts of backpressure on
+every stream (``hwgen.stress``), then all of them again back to back without waiting for
+each ``done`` (several inferences in flight at once), under stalls; every spike of every layer at every timestep, the readout
 and the ``cycles`` port are checked, and the stalled run's token sequences must equal the
 unstalled ones'.
 
@@ -156,6 +157,10 @@ def network_case(spec: dict) -> NetworkCase:
     # One sample again under bursts of backpressure on every stream and a stalling input.
     again = spec["stall_seed"] % len(x)
     program.append(Inference(again, "burst", spec["stall_seed"], input_stall=True))
+    # Every sample again, each one's input right behind the previous one's: several
+    # inferences in the chain at once, under mixed stalls.
+    program += [Inference(i, "mixed", spec["stall_seed"] + 1, overlap=i > 0)
+                for i in range(len(x))]
     return NetworkCase(qnet, spec["parallel"], x, program, label=json.dumps(spec))
 
 
@@ -174,6 +179,8 @@ def check_batch(specs: list[dict], build_dir: Path, stats: Counter) -> None:
                             f"mismatches, first {bad[0].records[:3]}")
             continue
         plain = {r.sample: r for r in items if r.stall == "none"}
+        stats["overlapped_inferences"] += sum(
+            b.accepted_at < a.done_at for a, b in zip(items, items[1:]) if a.done_at)
         for r in items:
             if r.cycles != r.tb_cycles:
                 problems.append(f"network {json.dumps(spec)}: sample {r.sample} ({r.stall}) "

@@ -204,14 +204,20 @@ def test_membranes_saturate_at_both_rails_without_wrapping(bench):
 
 def test_same_input_same_output_whatever_ran_before(bench):
     """Sample 0 again and again, between samples that drive membranes to the rails, the
-    all-zero and all-ones inputs and stalled runs: the same tokens and readout every time."""
+    all-zero and all-ones inputs and stalled runs, one at a time and with several
+    inferences in the chain at once: the same tokens and readout every time."""
     programs = {}
     for name in NETWORKS:
         qnet, _ = bench.nets[name]
         x = edge_inputs(qnet, [0.3, 0.6], seed=21)  # 0, 1 random; 2 zeros; 3 ones
         programs[name] = (x, [Inference(0), Inference(3), Inference(0), Inference(1, "beat", 1),
                               Inference(0), Inference(2), Inference(0, "burst", 2, True),
-                              Inference(3, "mixed", 3), Inference(3), Inference(0)])
+                              Inference(3, "mixed", 3), Inference(3), Inference(0),
+                              # in flight together: each input right behind the previous one
+                              Inference(0), Inference(3, overlap=True), Inference(0, overlap=True),
+                              Inference(2, overlap=True), Inference(0, overlap=True),
+                              Inference(0, "beat", 4), Inference(1, overlap=True),
+                              Inference(0, overlap=True)])
     results = bench.run(programs)
     assert_all_match(results)
     for name in NETWORKS:
@@ -219,8 +225,11 @@ def test_same_input_same_output_whatever_ran_before(bench):
         repeats = [r for r in items if r.sample == 0]
         assert len({tuple(r.digests) for r in repeats}) == 1, f"{name}: sample 0 differed"
         assert len({(tuple(r.counts), r.prediction) for r in repeats}) == 1
-        plain = [r.cycles for r in repeats if r.stall == "none"]
-        assert len(set(plain)) == 1, f"{name}: sample 0 took {plain} cycles on an idle design"
+        # The overlapping entries really were in the chain together.
+        for before, after in zip(items[10:14], items[11:15]):
+            assert after.accepted_at < before.done_at, f"{name}: no overlap"
+        alone = [r.cycles for r in repeats[:5] if r.stall == "none"]
+        assert len(set(alone)) == 1, f"{name}: sample 0 took {alone} cycles on an idle design"
 
 
 def test_reset_in_the_middle_of_an_inference_leaves_a_clean_state(bench):
