@@ -12,23 +12,32 @@ from .tokens import token_signature
 __all__ = ["Readout", "argmax"]
 
 
-def argmax(values: list[Value]) -> Value:
+def argmax(m: Module, values: list[Value]) -> Value:
     """Index of the largest of ``values``; a tie goes to the lowest index.
 
     A balanced tree of pairwise comparisons, ``ceil(log2(n))`` deep. Every node merges two
     adjacent runs, the left one holding the lower indices, and keeps the left one unless the
-    right one is strictly larger.
+    right one is strictly larger. Each node's index and value are signals (comb logic in
+    ``m``): as nested expressions, every use of a node copied its whole subtree into the
+    Verilog (a 120-way argmax of 3-bit counts took 10,500 wires instead of ~500).
     """
     index_shape = unsigned(address_bits(len(values)))
     nodes = [(Const(k, index_shape), value) for k, value in enumerate(values)]
+    level = 0
     while len(nodes) > 1:
         merged = []
-        for (i_left, v_left), (i_right, v_right) in zip(nodes[0::2], nodes[1::2]):
+        for n, ((i_left, v_left), (i_right, v_right)) in enumerate(zip(nodes[0::2],
+                                                                        nodes[1::2])):
             right = v_right > v_left
-            merged.append((Mux(right, i_right, i_left), Mux(right, v_right, v_left)))
+            index = Signal(index_shape, name=f"argmax{level}_{n}_index")
+            value = Signal(Value.cast(v_left).shape(), name=f"argmax{level}_{n}_value")
+            m.d.comb += [index.eq(Mux(right, i_right, i_left)),
+                         value.eq(Mux(right, v_right, v_left))]
+            merged.append((index, value))
         if len(nodes) % 2:
             merged.append(nodes[-1])
         nodes = merged
+        level += 1
     return nodes[0][0]
 
 
@@ -74,7 +83,7 @@ class Readout(wiring.Component):
                 with m.If(token.last):
                     m.d.sync += [
                         self.done.eq(1),
-                        self.prediction.eq(argmax(counters)),
+                        self.prediction.eq(argmax(m, counters)),
                         *(self.counts[k].eq(c) for k, c in enumerate(counters)),
                         *(c.eq(0) for c in counters),
                     ]
