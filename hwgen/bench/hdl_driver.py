@@ -85,7 +85,7 @@ def run_hdl(verilog: Path, qnet: QuantNetwork, x: np.ndarray, simulator: str, wo
     """Run ``x`` through ``verilog`` with the plain testbench; cycles, predictions and speed."""
     import math
 
-    work = Path(work) / f"hdl_{simulator}"
+    work = Path(work).resolve() / f"hdl_{simulator}"  # the run starts in it: no relative paths
     work.mkdir(parents=True, exist_ok=True)
     tokens, lens, width = _tokens(qnet, np.asarray(x))
     pred_bits = max(1, math.ceil(math.log2(max(2, qnet.output_size))))

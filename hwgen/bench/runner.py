@@ -459,14 +459,18 @@ class Bench:
                                   "cpus": os.cpu_count()},
                             simulator=self.plan.simulator, single_layer_simulator=self.plan.single_simulator,
                             definitions=DEFINITIONS)
-        self.run_models()
-        self.run_single_layers()
-        self.run_rate_sweep()
-        if self.plan.builds:
-            self.run_builds()
-        self.run_auto()
-        self.run_sweep()
-        self.run_tool_speed()
+        stages = [self.run_models, self.run_single_layers, self.run_rate_sweep,
+                  *([self.run_builds] if self.plan.builds else []), self.run_auto, self.run_sweep,
+                  self.run_tool_speed]
+        for stage in stages:
+            try:
+                stage()
+            except BaseException:
+                # what was measured so far stays inspectable (the results file is only
+                # written complete)
+                (self.work / "partial_results.json").write_text(
+                    json.dumps(self.results, indent=1, default=_json_default) + "\n")
+                raise
         self.results["papers"] = papers.ROWS
         self.results["acceptance"] = acceptance(self.results)
         self.results["wall_seconds"] = round(time.perf_counter() - started, 1)
