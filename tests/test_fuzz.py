@@ -208,6 +208,10 @@ def check_batch(specs: list[dict], build_dir: Path, stats: Counter) -> None:
     stats["layers"] += sum(len(case.qnet.spiking_layers) for case in cases)
     stats["conv_networks"] += sum(any(l["type"] == "conv" for l in s["layers"]) for s in specs)
     stats["direct_input_networks"] += sum(s["input_bits"] > 1 for s in specs)
+    # Progress for long runs (visible with -s).
+    print(f"batch of {len(specs)}: {len(problems)} problems, {stats['networks']} networks so "
+          f"far, compile {result.compile_seconds:.0f} s, run {result.run_seconds:.0f} s",
+          flush=True)
     assert not problems, "\n".join(problems)
 
 
