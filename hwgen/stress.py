@@ -10,7 +10,7 @@ tap's exact token sequence, so that stalled and unstalled runs can be shown iden
 
 Compile cost decides how many networks a test can afford, so the Verilator build differs
 from ``hwgen sim``'s in three ways (measured on two busy cores, 10 tiny networks, from 79 s
-to about 20 s once the cache is warm):
+to about 25 s once the cache is warm):
 
 * one build holds a whole batch: Verilator's runtime library (``verilated*.cpp``, cocotb's
   main) is the same for every design and costs ~14 s of C++ per build, the C++ of a tiny

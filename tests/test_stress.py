@@ -23,7 +23,6 @@ import pytest
 
 from hwgen import golden
 from hwgen.errors import HwgenError
-from hwgen.ir import QuantConv2d
 from hwgen.stress import Inference, NetworkCase, run_batch
 from hwgen.testing import edge_inputs, network_from_spec
 from hwgen.widths import accumulator_bits
