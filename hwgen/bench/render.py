@@ -83,12 +83,19 @@ def render_markdown(res: dict, json_name: str) -> str:
     out += ["", "## Efficiency per layer type (single-layer networks)", "",
             f"Random integer layers, T = 10, Bernoulli input spikes. Bound: the layer's own (docs/benchmarks.md). "
             "`lanes` is the P the engine actually uses.", "",
-            "| layer | type | P | lanes | input rate | cycles | bound | efficiency | measured / cost model |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "`out spikes / step`: the layer's output spikes per timestep; the spike serializer sends one token per "
+            "cycle, so where they outnumber the bound's cycles per timestep the layer is output-bound. "
+            "`token-bound eff.` = max(bound, output spikes + T) / cycles (of the means): the efficiency "
+            "against a bound that also counts one cycle per output token.", "",
+            "| layer | type | P | lanes | input rate | cycles | bound | efficiency | out spikes / step | "
+            "token-bound eff. | measured / cost model |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["layer_types"]:
+        spikes = r["layers"][0]["output_spikes_per_inference"]
+        token = max(r["bound_busiest_mean"], spikes + r["timesteps"]) / r["cycles_mean"]
         out.append(f"| {r['network']} | {r['layer_type']} | {r['parallel']} | {r['effective_lanes']} | {r['rate']:.0%} | "
                    f"{_f(r['cycles_mean'])} | {_f(r['bound_busiest_mean'])} | {r['efficiency']:.3f} | "
-                   f"{r['measured_over_cost_model']:.3f} |")
+                   f"{spikes / r['timesteps']:,.1f} | {token:.3f} | {r['measured_over_cost_model']:.3f} |")
     sweep = res["rate_sweep"]
     out += ["", f"## Event-driven vs dense baseline ({res['models'][sweep['model']]['title']}, P = {sweep['parallel']})", "",
             f"Inputs: {sweep['inputs']}. Dense baseline (same engines, every input active): "
@@ -101,13 +108,15 @@ def render_markdown(res: dict, json_name: str) -> str:
             "P over powers of two up to the widest layer, 4/6/8-bit weights. LUTs: the fit check's estimate "
             "(`lut_source` = build where a real build exists); cycles: measured where a run exists, else the "
             "event-driven cost model; latency at the board clock. The Pareto front of the points that fit each "
-            "board, as `P/bits: LUTs, latency us` (m: cycles measured, b: LUTs from a build):", "",
+            "board by the fit rule of `hwgen generate --board` (weights to SPRAM where block RAM is short, 20 % LUT "
+            "headroom), as `P/bits: LUTs, latency us` (m: cycles measured, b: LUTs from a build, s: weights in SPRAM):", "",
             "| model | board | points that fit | Pareto front |", "|---|---|---|---|"]
     pairs = sorted({(p["model"], p["board"]) for p in res["sweep"]})
     for model, board in pairs:
         group = [p for p in res["sweep"] if p["model"] == model and p["board"] == board]
         front = sorted((p for p in group if p.get("pareto")), key=lambda p: p["latency_us"])
-        text = "; ".join(f"{p['parallel']}/{p['weight_bits']}: {p['lut']:,}{'b' if p['lut_source'] == 'build' else ''}, "
+        text = "; ".join(f"{p['parallel']}/{p['weight_bits']}{'s' if p.get('weights_in_spram') else ''}: "
+                         f"{p['lut']:,}{'b' if p['lut_source'] == 'build' else ''}, "
                          f"{p['latency_us']:,.0f}{'m' if p['cycles_source'] == 'measured' else ''}" for p in front) or "none fits"
         out.append(f"| {res['models'].get(model, {}).get('title', model)} | {board} | "
                    f"{sum(p['fits'] for p in group)} of {len(group)} | {text} |")
@@ -152,6 +161,7 @@ def render_plots(res: dict, plots: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     plots.mkdir(parents=True, exist_ok=True)
     written = []
@@ -220,6 +230,7 @@ def render_plots(res: dict, plots: Path) -> list[Path]:
                            key=lambda p: p["latency_us"])
             ax.step([p["latency_us"] for p in front], [p["lut"] for p in front], where="post", color="k", lw=1)
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # narrow decades label every minor tick
             ax.set_title(f"{model} / {board}", fontsize=8)
             ax.set_xlabel("latency us (board clock)", fontsize=7)
             ax.set_ylabel("LUTs", fontsize=7)

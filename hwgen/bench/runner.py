@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, golden
-from ..devices import board_fit
+from ..devices import board_fit, weight_plan
+from ..dse import LOGIC_HEADROOM
 from ..errors import HwgenError
 from ..pipeline import event_driven_bounds, load_design
 from ..quantize import QuantOptions, quantize
@@ -348,12 +349,14 @@ class Bench:
         Cycles are measured where a run of that (model, P, bits) exists and otherwise the
         event-driven cost model on the golden model's activity (measured / model is in
         ``runs``); LUTs are the fit check's estimate unless a real build of that point exists.
+        A point fits by the rule of ``hwgen generate --board`` (``dse.choose``).
         """
         from boards import get_board
 
         points = []
+        built = [*self.results.get("builds", []), self.results.get("auto") or {}]
         builds = {(b["model"], b["parallel"], b["weight_bits"], b["board"]): b
-                  for b in self.results.get("builds", []) if b.get("ok")}
+                  for b in built if b.get("ok") and "lut" in b}
         from ..build import board_top_memories
 
         for key in self.plan.sweep_models:
@@ -377,12 +380,17 @@ class Bench:
                         cycles, source = float(np.mean(event_driven_bounds(qnet, parallel, trace))), "cost model"
                     for board in self.plan.sweep_boards:
                         cls = get_board(board)
-                        verdict = board_fit(qnet, parallel, cls.facts.device, board_top_memories(qnet))
+                        # the fit rule of `hwgen generate --board` (hwgen/dse.py): weights moved
+                        # to SPRAM where the block RAM is short, and LUT headroom for placement
+                        extra = board_top_memories(qnet)
+                        plan = weight_plan(qnet, parallel, cls.facts.device, extra)
+                        verdict = board_fit(qnet, parallel, cls.facts.device, extra, plan)
+                        fits = verdict.fits and verdict.lut <= LOGIC_HEADROOM * cls.fpga().lut
                         clock_mhz = cls().clock_hz / 1e6
                         point = {"model": key, "parallel": parallel, "weight_bits": bits, "board": board,
                                  "cycles": cycles, "cycles_source": source, "clock_mhz": clock_mhz,
                                  "latency_us": cycles / clock_mhz, "lut": verdict.lut, "lut_source": "estimate",
-                                 "fits": verdict.fits, "bram": verdict.blocks_needed}
+                                 "fits": fits, "bram": verdict.blocks_needed, "weights_in_spram": bool(plan)}
                         built = builds.get((key, parallel, bits, board))
                         if built:
                             point.update(lut=built["lut"], lut_source="build", fits=True, bram=built["bram"])
