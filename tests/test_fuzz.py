@@ -46,6 +46,8 @@ from hwgen.testing import edge_inputs, network_from_spec
 BATCH = 20
 KEEP_CHOICES = 10  # a slot is dropped when its draw is 0: 9 in 10 are kept when generating
 LONG_NETWORKS = 2000
+# Spec fields that choose inputs and programs, not hardware.
+INPUT_KEYS = ("rates", "stall_seed", "reset_at")
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -199,6 +201,11 @@ def check_batch(specs: list[dict], build_dir: Path, stats: Counter) -> None:
                                 f"sent a different token sequence than without")
     stats["networks"] += len(specs)
     stats["builds"] += 1
+    stats["reused_builds"] += result.compile_seconds == 0  # hardware drawn before, new inputs
+    distinct = stats.setdefault("_designs", set())  # not in the summary (see write_summary)
+    distinct.update(json.dumps({k: v for k, v in spec.items() if k not in INPUT_KEYS},
+                               sort_keys=True) for spec in specs)
+    stats["distinct_networks"] = len(distinct)
     stats["inferences"] += result.inferences_compared
     stats["samples"] += sum(len(case.inputs) for case in cases)
     stats["spike_decisions"] += result.spikes_compared
@@ -217,7 +224,8 @@ def check_batch(specs: list[dict], build_dir: Path, stats: Counter) -> None:
 
 def write_summary(name: str, stats: Counter, tmp_root: Path) -> Path:
     path = Path(os.environ.get("HWGEN_FUZZ_SUMMARY", tmp_root / "fuzz_summary.json"))
-    summary = {name: {k: round(v, 1) if isinstance(v, float) else v for k, v in stats.items()}}
+    summary = {name: {k: round(v, 1) if isinstance(v, float) else v for k, v in stats.items()
+                      if not k.startswith("_")}}
     if path.exists():
         try:
             summary = {**json.loads(path.read_text()), **summary}
