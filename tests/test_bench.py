@@ -70,11 +70,14 @@ def test_render_of_a_missing_results_file_is_one_clear_error(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_quick_mode_end_to_end(tmp_path):
+def test_quick_mode_end_to_end(tmp_path, monkeypatch):
+    from pathlib import Path
+
     from hwgen.bench import run_bench
     from hwgen.bench.render import PLOTS
 
-    res = run_bench("quick", tmp_path / "bench", tmp_path / "work")
+    monkeypatch.chdir(tmp_path)  # relative folders, as `hwgen bench` passes them by default
+    res = run_bench("quick", Path("bench"), Path("work"))
     bench = tmp_path / "bench" / "quick"
     path = bench / "results" / f"{res['date']}-quick.json"
     stored = json.loads(path.read_text())
