@@ -290,6 +290,45 @@ def _write_vectors(path: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: G
                  {k: max(0, (len(w) - 1).bit_length()) for k, w in (weights or {}).items()})))
 
 
+def run_testbench(runner, simulator: str, what: str, work: Path, env: dict[str, str | None],
+                  results: Path, xml: Path, log: Path, *, test_module: str = TEST_MODULE,
+                  toplevel: str = TOPLEVEL, waves: bool = False) -> tuple[dict, float]:
+    """Run the cocotb ``test_module`` on the simulator built in ``work``, with ``env`` set
+    (``_environ``) and this checkout importable (the testbenches live in ``sim/``); returns
+    the results JSON the testbench wrote to ``results`` and the seconds it ran.
+
+    Raises ``HwgenError`` naming ``what`` when the run fails to start or the testbench did
+    not report a complete run, with the tail of ``log``.
+    """
+    added_path = str(REPO_ROOT) not in sys.path  # so the simulator's Python finds `sim`
+    if added_path:
+        sys.path.insert(0, str(REPO_ROOT))
+    started = time.perf_counter()
+    try:
+        with _environ(**env):
+            runner.test(test_module=test_module, hdl_toplevel=toplevel,
+                        hdl_toplevel_lang="verilog", build_dir=work, test_dir=work,
+                        results_xml=str(xml), timescale=TIMESCALE, waves=waves,
+                        log_file=log)
+    except (RuntimeError, SystemExit) as e:
+        raise HwgenError(f"{simulator} {what} failed to run ({e}); {log} "
+                         f"ends:\n{_log_tail(log)}") from None
+    finally:
+        if added_path:
+            sys.path.remove(str(REPO_ROOT))
+    run_seconds = time.perf_counter() - started
+
+    try:
+        report = json.loads(results.read_text())
+    except (OSError, ValueError):
+        report = None
+    if report is None or not report.get("complete"):
+        why = report.get("error") if report else None
+        raise HwgenError(f"{simulator} {what} did not complete"
+                         + (f": {why}" if why else "") + f"; {log} ends:\n{_log_tail(log)}")
+    return report, run_seconds
+
+
 def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: GoldenTrace,
             simulator: str = "verilator", build_dir: Path = Path("build/sim"),
             stall: bool = False, stall_seed: int = 1, waves: bool = False,
@@ -364,32 +403,8 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
         # sys.exit() on a failed test, and mismatches are a result here, not an exit.
         "PYTEST_CURRENT_TEST": None,
     }
-    added_path = str(REPO_ROOT) not in sys.path  # so the simulator's Python finds `sim`
-    if added_path:
-        sys.path.insert(0, str(REPO_ROOT))
-    started = time.perf_counter()
-    try:
-        with _environ(**env):
-            runner.test(test_module=TEST_MODULE, hdl_toplevel=TOPLEVEL,
-                        hdl_toplevel_lang="verilog", build_dir=work, test_dir=work,
-                        results_xml=str(xml), timescale=TIMESCALE, waves=waves,
-                        log_file=log)
-    except (RuntimeError, SystemExit) as e:
-        raise HwgenError(f"{simulator} simulation of {verilog} failed to run ({e}); {log} "
-                         f"ends:\n{_log_tail(log)}") from None
-    finally:
-        if added_path:
-            sys.path.remove(str(REPO_ROOT))
-    run_seconds = time.perf_counter() - started
-
-    try:
-        report = json.loads(results.read_text())
-    except (OSError, ValueError):
-        report = None
-    if report is None or not report.get("complete"):
-        why = report.get("error") if report else None
-        raise HwgenError(f"{simulator} simulation of {verilog} did not complete"
-                         + (f": {why}" if why else "") + f"; {log} ends:\n{_log_tail(log)}")
+    report, run_seconds = run_testbench(runner, simulator, f"simulation of {verilog}", work, env,
+                                        results, xml, log, waves=waves)
     try:
         get_results(xml)
     except RuntimeError as e:

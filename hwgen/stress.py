@@ -36,7 +36,6 @@ import logging
 import os
 import shutil
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +44,7 @@ import numpy as np
 from . import golden
 from .errors import HwgenError
 from .ir import QuantNetwork
-from .simulate import REPO_ROOT, TIMESCALE, _build, _environ, _log_tail, _write_vectors
+from .simulate import _build, _environ, _write_vectors, run_testbench
 
 TOPLEVEL = "hwgen_batch"
 TEST_MODULE = "sim.tb_fuzz"
@@ -232,30 +231,10 @@ def run_batch(cases: list[NetworkCase], build_dir: Path, simulator: str = "veril
         stale.unlink(missing_ok=True)
     env = {MANIFEST_ENV: str(manifest_path), RESULTS_ENV: str(results),
            "COCOTB_ANSI_OUTPUT": "0", "WAVES": None, "PYTEST_CURRENT_TEST": None}
-    added_path = str(REPO_ROOT) not in sys.path
-    if added_path:
-        sys.path.insert(0, str(REPO_ROOT))
-    started = time.perf_counter()
-    try:
-        with _environ(**env):
-            runner.test(test_module=TEST_MODULE, hdl_toplevel=TOPLEVEL,
-                        hdl_toplevel_lang="verilog", build_dir=work, test_dir=work,
-                        results_xml=str(xml), timescale=TIMESCALE, log_file=log)
-    except (RuntimeError, SystemExit) as e:
-        raise HwgenError(f"{simulator} simulation of {verilog} failed to run ({e}); {log} "
-                         f"ends:\n{_log_tail(log)}") from None
-    finally:
-        if added_path:
-            sys.path.remove(str(REPO_ROOT))
-    run_seconds = time.perf_counter() - started
-    try:
-        report = json.loads(results.read_text())
-    except (OSError, ValueError):
-        report = None
-    if report is None or not report.get("complete"):
-        why = report.get("error") if report else None
-        raise HwgenError(f"{simulator} stress run did not complete"
-                         + (f": {why}" if why else "") + f"; {log} ends:\n{_log_tail(log)}")
+    # Run under its own name so that a failure says it was this batch ("stress run ...").
+    report, run_seconds = run_testbench(runner, simulator, f"stress run of {verilog}", work, env,
+                                        results, xml, log, test_module=TEST_MODULE,
+                                        toplevel=TOPLEVEL)
 
     networks = []
     compared = []
