@@ -18,7 +18,6 @@ from amaranth.sim import Simulator
 
 from hwgen import golden
 from hwgen.hardware import NetworkTop, build_top, pack_token, token_layout, unpack_token
-from hwgen.hardware.memories import pack_words
 from hwgen.hardware.tokens import is_map, shape_size
 from hwgen.ir import QuantNetwork
 
@@ -179,11 +178,8 @@ def simulate_top(top: NetworkTop, inputs: np.ndarray, *, gap: float = 0.0, seed:
 async def load_weights(ctx, top: NetworkTop) -> None:
     """Write every run-time-loaded weight memory of ``top`` (``weights_K``), one word per
     cycle, as the board top's WEIGHTS command does; nothing for bitstream ROMs."""
-    for k in top.weight_memories:
+    for k, packed in top.packed_weights().items():
         port = getattr(top, f"weights_{k}")
-        words = top.weight_words(k)
-        bits = words.shape[1] and len(port.payload.data)
-        packed = pack_words(words, bits // words.shape[1])
         for addr, row in enumerate(packed):
             ctx.set(port.valid, 1)
             ctx.set(port.payload.addr, addr)
