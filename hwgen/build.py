@@ -115,7 +115,8 @@ def board_top_memories(qnet) -> list:
     """The memories the board top adds to the network's, for the fit check (nothing is
     built yet): the host link's sample buffer and its UART receive FIFO."""
     from .devices import Memory
-    from .hardware import plan_units, token_layout
+    from .hardware.tokens import token_layout
+    from .hardware.top import plan_units
 
     try:
         from .hardware.board_top import default_buffer_depth
@@ -355,9 +356,7 @@ def misplaced_memories(qnet, verdict, mapped: list[dict]) -> list[str]:
     """Nothing silently lands in LUTs: every weight or membrane memory that the fit check
     put in block RAM and that Yosys built from LUT RAM or logic instead, as a warning.
     Engine ``K`` (the K-th spiking layer) is ``layerK`` in the design's hierarchy."""
-    from .ir import QuantConv2d, QuantDense
-
-    spiking = [layer.name for layer in qnet.layers if isinstance(layer, (QuantDense, QuantConv2d))]
+    spiking = [layer.name for layer in qnet.spiking_layers]
     role_names = {"weights": "weights", "membranes": "membrane"}
     via = {tuple(m["memory"].rsplit(".", 2)[-2:]): m["via"] for m in mapped}
     warnings = []

@@ -25,15 +25,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .ir import MaxPool2d, QuantConv2d, QuantDense, QuantNetwork
-from .widths import signed_bits
+from .hardware.memories import MemorySpec, spram_blocks
+from .ir import QuantNetwork
 
 SMALL_MEMORY_BITS = 1024
-CONV_QUEUE_DEPTH = 16 + 2  # ConvLIFEngine's queue_depth + 2
-
-
-def _address_bits(n: int) -> int:
-    return max(1, (int(n) - 1).bit_length())
 
 
 @dataclass(frozen=True)
@@ -75,19 +70,7 @@ DEVICES = {
 }
 
 
-@dataclass
-class Memory:
-    layer: str
-    role: str  # "weights", "membranes", "thresholds", "biases", "window bitmap"
-    depth: int
-    width: int
-    initialised: bool = True  # contents come from the bitstream
-    read_write: bool = False  # read and written in the same cycle (a RAM, not a ROM)
-    spram: bool = False  # loaded at run time into iCE40UP SPRAM (hardware/memories.py)
-
-    @property
-    def bits(self) -> int:
-        return self.depth * self.width
+Memory = MemorySpec  # the name the fit check and the board top's list use
 
 
 def memories(qnet: QuantNetwork, parallel: int,
@@ -99,59 +82,9 @@ def memories(qnet: QuantNetwork, parallel: int,
     loaded = weight_memories or {}
     spiking = -1
     for layer in qnet.layers:
-        if isinstance(layer, (QuantDense, QuantConv2d)):
+        if layer.has_neurons:
             spiking += 1
-        target = loaded.get(spiking) if isinstance(layer, (QuantDense, QuantConv2d)) else None
-        role = "weights" if target is None else f"weights (loaded, {target})"
-        init = target is None
-        in_spram = target == "ice40_spram"
-        if isinstance(layer, QuantDense):
-            lanes = max(1, min(parallel, layer.out_features))
-            groups = math.ceil(layer.out_features / lanes)
-            out.append(Memory(layer.name, role, layer.in_features * groups, lanes * layer.weight_bits,
-                              initialised=init, spram=in_spram))
-            out.append(Memory(layer.name, "membranes", groups, lanes * layer.acc_bits, read_write=True))
-            out += _lane_tables(layer, lanes, groups, 1)
-            # spike queue: a whole fire pass of group masks (hardware/spike_queue.py)
-            out.append(Memory(layer.name, "spike queue", groups + 1,
-                              _address_bits(layer.out_features) + lanes + 2, initialised=False, read_write=True))
-        elif isinstance(layer, QuantConv2d):
-            c_out, h, w = layer.output_shape
-            per_group = c_out // layer.groups
-            lanes = max(1, min(parallel, per_group))
-            groups = math.ceil(per_group / lanes)
-            kh, kw = layer.kernel
-            out.append(Memory(layer.name, role, layer.input_shape[0] * kh * kw * groups,
-                              lanes * layer.weight_bits, initialised=init, spram=in_spram))
-            out.append(Memory(layer.name, "membranes", h * w * layer.groups * groups, lanes * layer.acc_bits,
-                              read_write=True))
-            out += _lane_tables(layer, lanes, groups, layer.groups)
-            c_bits = _address_bits(c_out)
-            out.append(Memory(layer.name, "spike queue", CONV_QUEUE_DEPTH + 1,
-                              c_bits + _address_bits(h) + _address_bits(w) + lanes + 2,
-                              initialised=False, read_write=True))
-        elif isinstance(layer, MaxPool2d):
-            c, h, w = layer.output_shape
-            for bank in range(2):  # two bitmaps of C*H rows of W bits, cleared in turn
-                out.append(Memory(layer.name, f"window bitmap {bank}", c * h, w, initialised=False,
-                                  read_write=True))
-    return out
-
-
-def _lane_tables(layer, lanes: int, groups: int, blocks: int) -> list[Memory]:
-    """The threshold and bias ROMs of an engine: only where a lane's value differs between
-    its words (``hwgen.hardware.lanes.lane_values``); otherwise they are constants."""
-    out = []
-    for role, values in (("thresholds", layer.threshold), ("biases", layer.bias)):
-        values = np.asarray(values, dtype=np.int64).reshape(blocks, -1)
-        per_block = values.shape[1]
-        table = np.empty((blocks, groups * lanes), dtype=np.int64)
-        table[:, :per_block] = values
-        table[:, per_block:] = values[0, np.arange(per_block, groups * lanes) % lanes]
-        table = table.reshape(blocks * groups, lanes)
-        if not (table == table[0]).all():
-            bits = signed_bits(int(table.min()), int(table.max()))
-            out.append(Memory(layer.name, role, len(table), lanes * bits))
+        out += layer.memories(parallel, loaded.get(spiking) if layer.has_neurons else None)
     return out
 
 
@@ -229,8 +162,6 @@ def board_fit(qnet: QuantNetwork, parallel: int, device_key: str, extra: list[Me
     ``shortfalls`` lists each resource that does not fit: what, needed, available. ``extra``
     are the board top's memories (sample buffer, FIFO).
     """
-    from .hardware.memories import spram_blocks
-
     device = DEVICES[device_key]
     placement = []
     blocks = spram = 0
@@ -279,12 +210,10 @@ def weight_plan(qnet: QuantNetwork, parallel: int, device_key: str,
     configuration); otherwise the largest weight memories first, while they fit the SPRAM
     blocks, until the block RAM suffices. ``{}`` on a device without SPRAM, or when moving
     weights does not make the block RAM fit."""
-    from .hardware.memories import spram_blocks
-
     device = DEVICES[device_key]
     if not device.spram or _blocks_fit(board_fit(qnet, parallel, device_key, extra, {}), device):
         return {}
-    names = [layer.name for layer in qnet.layers if isinstance(layer, (QuantDense, QuantConv2d))]
+    names = [layer.name for layer in qnet.spiking_layers]
     weights = {mem.layer: mem for mem in memories(qnet, parallel) if mem.role == "weights"}
     plan: dict[int, str] = {}
     used = 0
@@ -333,33 +262,11 @@ def estimate_logic(qnet: QuantNetwork, parallel: int, device_key: str,
     +-25 %, which is why the build refuses on logic only with a margin."""
     lut = ff = dsp = 0
     for layer in qnet.layers:
-        if isinstance(layer, (QuantDense, QuantConv2d)):
-            if isinstance(layer, QuantDense):
-                lanes = max(1, min(parallel, layer.out_features))
-                control = LOGIC["dense_control"]
-                groups = math.ceil(layer.out_features / lanes)
-            else:
-                lanes = max(1, min(parallel, layer.output_shape[0] // layer.groups))
-                control = LOGIC["conv_control"]
-                groups = math.ceil(layer.output_shape[0] // layer.groups / lanes)
-            bits = layer.acc_bits + layer.state_bits
-            lut += control + lanes * bits * LOGIC["lane_lut_per_bit"]
-            ff += LOGIC["control_ff"] + lanes * bits // 2
-            if layer.leak.kind == "mul":
-                dsp += lanes
-            # ECP5 synthesis builds a constant multiply of an address by G (not a power of
-            # two) in a multiplier block
-            if groups > 1 and groups & (groups - 1) and device_key.startswith("ecp5"):
-                dsp += 1
-        elif isinstance(layer, MaxPool2d) or layer.__class__.__name__ == "SumPool2d":
-            lut += LOGIC["pool_control"]
-            ff += LOGIC["pool_control"] // 2
-    if qnet.input_bits > 1:
-        first = next(l for l in qnet.layers if isinstance(l, (QuantDense, QuantConv2d)))
-        n = first.out_features if isinstance(first, QuantDense) else first.output_shape[0] // first.groups
-        dsp += max(1, min(parallel, n))
-    last = [l for l in qnet.layers if isinstance(l, (QuantDense, QuantConv2d))][-1]
-    n_out = int(np.prod(last.output_shape))
+        unit_lut, unit_ff, unit_dsp = layer.logic_estimate(parallel, device_key, LOGIC)
+        lut, ff, dsp = lut + unit_lut, ff + unit_ff, dsp + unit_dsp
+    if qnet.input_bits > 1:  # the first layer's lanes multiply by the input value
+        dsp += qnet.spiking_layers[0].geometry(parallel).lanes
+    n_out = int(np.prod(qnet.spiking_layers[-1].output_shape))
     count_bits = max(1, int(qnet.timesteps).bit_length())
     lut += LOGIC["readout"] + n_out * count_bits * LOGIC["readout_per_bit"]
     ff += LOGIC["readout"] // 2 + n_out * count_bits + 64
@@ -377,11 +284,9 @@ def estimate_logic(qnet: QuantNetwork, parallel: int, device_key: str,
     return int(lut), int(ff), int(dsp)
 
 
+# The per-unit control costs are the kinds' own (``control_lut``); these are the shared ones.
 LOGIC = {
-    "dense_control": 750,
-    "conv_control": 700,
     "control_ff": 100,
-    "pool_control": 150,
     "lane_lut_per_bit": 3,
     "readout": 150,
     "readout_per_bit": 3,

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from .devices import board_fit, weight_plan
 from .errors import HwgenError
 from .golden import GoldenTrace
-from .ir import QuantConv2d, QuantNetwork
+from .ir import QuantNetwork
 from .report import event_driven_cycles
 
 __all__ = ["Candidate", "Choice", "LOGIC_HEADROOM", "candidate_parallelism", "choose"]
@@ -61,8 +61,7 @@ class Choice:
 
 def candidate_parallelism(qnet: QuantNetwork) -> list[int]:
     """1, 2, 4, ... up to the widest layer (output neurons, or channels per group)."""
-    widest = max(layer.output_shape[0] // layer.groups if isinstance(layer, QuantConv2d)
-                 else layer.out_features for layer in qnet.spiking_layers)
+    widest = max(layer.geometry(1).reach for layer in qnet.spiking_layers)
     out, p = [], 1
     while p < widest:
         out.append(p)

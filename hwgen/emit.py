@@ -12,9 +12,9 @@ import numpy as np
 from amaranth.back import verilog
 
 from . import __version__
-from .hardware import build_top
-from .hardware.top import packed_weights
-from .ir import Network, QuantNetwork, to_json
+from .hardware.top import build_top, packed_weights
+from .ir import Network, QuantNetwork
+from .kinds import to_json
 
 TOP_NAME = "hwgen_top"
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .ir import Flatten, Leak, MaxPool2d, QuantConv2d, QuantDense, QuantNetwork, SumPool2d
+from .ir import QuantNetwork
+from .kinds.lif import SynapticLIF, leak  # noqa: F401 - leak is part of this module's API
 
-Synaptic = QuantDense | QuantConv2d
+Synaptic = SynapticLIF
 
 
 @dataclass
@@ -36,52 +36,20 @@ class GoldenTrace:
         return int(self.counts.shape[0])
 
 
-def leak(v: torch.Tensor, spec: Leak) -> torch.Tensor:
-    if spec.kind == "none":
-        return v
-    if spec.kind == "shift":
-        return v - (v >> spec.shift)
-    return (v * spec.mul) >> spec.frac_bits
-
-
-def _per_neuron(values: np.ndarray, layer: Synaptic) -> torch.Tensor:
-    """A per-output-channel parameter, broadcast against [B, C] or [B, C, H, W]."""
-    t = torch.from_numpy(np.asarray(values, dtype=np.int64))
-    return t.view(-1, 1, 1) if isinstance(layer, QuantConv2d) else t
-
-
 def synaptic_input(layer: Synaptic, x: torch.Tensor) -> torch.Tensor:
     """``Σ W·x`` for one timestep: x is [B, N_in] (dense) or [B, C, H, W] (conv), int64."""
-    if isinstance(layer, QuantDense):
-        return x @ torch.from_numpy(layer.weight).T
-    w = torch.from_numpy(layer.weight).double()
-    out = F.conv2d(x.double(), w, stride=layer.stride, padding=layer.padding, groups=layer.groups)
-    return out.round().long()
+    return layer.synaptic_input(x)
 
 
 def fire(layer: Synaptic, u: torch.Tensor, current: torch.Tensor
          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Integrate, saturate, fire, leak and reset: returns (spikes, next ``u``, unsaturated ``a``)."""
-    theta = _per_neuron(layer.threshold, layer)
-    a = u + _per_neuron(layer.bias, layer) + current
-    v = a.clamp(layer.state_min, layer.state_max)
-    s = v > theta
-    lv = leak(v, layer.leak)
-    if layer.reset == "subtract":
-        u_next = lv - s.long() * theta
-    elif layer.reset == "zero":
-        u_next = torch.where(s, torch.zeros_like(lv), lv)
-    else:
-        u_next = lv
-    return s, u_next, a
+    return layer.fire(u, current)
 
 
-def pool(layer: SumPool2d, x: torch.Tensor) -> torch.Tensor:
+def pool(layer, x: torch.Tensor) -> torch.Tensor:
     """Sum pooling gives counts; max pooling of 0/1 spikes is an OR per window."""
-    c = layer.input_shape[0]
-    ones = torch.ones(c, 1, *layer.kernel, dtype=torch.float64)
-    total = F.conv2d(x.double(), ones, stride=layer.stride, padding=layer.padding, groups=c).round().long()
-    return (total > 0).long() if isinstance(layer, MaxPool2d) else total
+    return layer.golden_step(x)
 
 
 def event_fanout(layer: Synaptic, x: torch.Tensor) -> torch.Tensor:
@@ -90,11 +58,7 @@ def event_fanout(layer: Synaptic, x: torch.Tensor) -> torch.Tensor:
     An input of value ``k`` from a sum pool arrives as ``k`` events; a direct multi-bit
     input arrives as one event per non-zero value (the caller passes ``x != 0`` then).
     """
-    if isinstance(layer, QuantDense):
-        return x.sum(dim=1) * layer.out_features
-    ones = torch.ones(layer.weight.shape, dtype=torch.float64)
-    taps = F.conv2d(x.double(), ones, stride=layer.stride, padding=layer.padding, groups=layer.groups)
-    return taps.sum(dim=(1, 2, 3)).round().long()
+    return layer.event_fanout(x)
 
 
 def readout(counts: torch.Tensor) -> torch.Tensor:
@@ -118,7 +82,7 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
     batch, timesteps = x_all.shape[0], x_all.shape[1]
     x_all = x_all.reshape(batch, timesteps, *net.input_shape)
     synaptic = net.spiking_layers
-    states: list = [0] * len(synaptic)
+    states: list = [layer.golden_state() for layer in synaptic]
     spikes = [torch.zeros(batch, timesteps, int(np.prod(layer.output_shape)), dtype=torch.uint8)
               for layer in synaptic]
     layer_ops = [torch.zeros(batch, timesteps, dtype=torch.int64) for _ in synaptic]
@@ -127,17 +91,14 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
         x = x_all[:, t]
         n = 0
         for layer in net.layers:
-            if isinstance(layer, Flatten):
-                x = x.reshape(batch, -1)
-            elif isinstance(layer, SumPool2d):
-                x = pool(layer, x)
+            if not layer.has_neurons:
+                x = layer.golden_step(x)
             else:
                 events = (x != 0).long() if (n == 0 and net.input_bits > 1) else x
-                if isinstance(layer, QuantDense):
-                    x, events = x.reshape(batch, -1), events.reshape(batch, -1)
-                layer_ops[n][:, t] = event_fanout(layer, events)
+                x, events = layer.golden_input(x), layer.golden_input(events)
+                layer_ops[n][:, t] = layer.event_fanout(events)
                 layer_events[n][:, t] = events.reshape(batch, -1).sum(dim=1)
-                s, states[n], a = fire(layer, states[n], synaptic_input(layer, x))
+                s, states[n], a = layer.fire(states[n], layer.synaptic_input(x))
                 if membrane_range is not None:
                     lo, hi = int(a.min()), int(a.max())
                     if len(membrane_range) <= n:

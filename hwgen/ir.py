@@ -1,4 +1,4 @@
-"""hwgen's own network graph: the one data structure every pipeline stage reads.
+"""hwgen's own network graph: the containers every pipeline stage reads.
 
 Two forms of the same network live here:
 
@@ -7,23 +7,63 @@ Two forms of the same network live here:
 * the **quantized** form (``QuantNetwork``) that ``hwgen.quantize`` produces, holding the
   integers that ``hwgen.golden`` and the hardware both implement (docs/semantics.md).
 
-Both serialise to plain JSON (``to_json`` / ``from_json``) so that ``OUT/model.json`` is
-readable by scripts and diffable in review.
+The layers themselves are *nodes* of a layer kind. Each kind lives in one module of
+``hwgen.kinds`` (its float and integer node, quantization rule, golden step, hardware
+unit, memories and cycle cost); this module holds only what every kind shares: the
+``Node`` base class whose subclasses register their JSON type names, the neuron
+parameters (``LIFNeurons``, ``Leak``), and the JSON form of a network. Reading JSON needs
+the kinds registered, so callers use ``hwgen.kinds.from_json``.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
-from typing import ClassVar, Literal, Union
+from typing import ClassVar, Literal
 
 import numpy as np
 
 ResetMode = Literal["subtract", "zero", "none"]
 RESET_MODES: tuple[str, ...] = ("subtract", "zero", "none")
 
+Shape3 = tuple[int, int, int]
+Pair = tuple[int, int]
 
-# ----------------------------------------------------------------------------- float form
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+# ----------------------------------------------------------------------------- nodes
+
+class Node:
+    """A layer of either form of a network. Subclasses are dataclasses with a ``name``.
+
+    ``type_name`` is the node's ``"type"`` in JSON; defining a subclass with one registers
+    it (``NODE_TYPES``). ``has_neurons`` marks the nodes that hold spiking neurons: each is
+    a spiking layer of the network (a ``tap_K`` of the hardware, a row of the golden trace).
+    ``integers`` says whether the node's arrays are the integer form (int64) or float.
+    """
+
+    type_name: ClassVar[str] = ""
+    has_neurons: ClassVar[bool] = False
+    integers: ClassVar[bool] = False
+    name: str
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("type_name")
+        if name:
+            if name in NODE_TYPES and NODE_TYPES[name] is not cls:
+                raise TypeError(f"node type {name!r} is defined twice "
+                                f"({NODE_TYPES[name].__qualname__}, {cls.__qualname__})")
+            NODE_TYPES[name] = cls
+
+
+NODE_TYPES: dict[str, type[Node]] = {}
+
+
+# ----------------------------------------------------------------------------- neurons
 
 @dataclass
 class LIFNeurons:
@@ -41,136 +81,6 @@ class LIFNeurons:
     def is_if(self) -> bool:
         return bool(np.all(self.beta == 1.0))
 
-
-@dataclass
-class Dense:
-    """A fully-connected synapse layer followed by its spiking neurons."""
-
-    name: str
-    weight: np.ndarray  # [out, in] float32
-    bias: np.ndarray  # [out] float32 (zeros when the source had none)
-    neurons: LIFNeurons
-
-    @property
-    def in_features(self) -> int:
-        return int(self.weight.shape[1])
-
-    @property
-    def out_features(self) -> int:
-        return int(self.weight.shape[0])
-
-    @property
-    def output_shape(self) -> tuple[int]:
-        return (self.out_features,)
-
-
-Shape3 = tuple[int, int, int]
-Pair = tuple[int, int]
-
-
-def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
-
-
-@dataclass
-class Conv2d:
-    """A 2-D convolution (dilation 1) followed by its spiking neurons.
-
-    Neuron parameters are per output channel (``neurons`` arrays of length ``C_out``):
-    every position of a channel shares them, which is what lets a lane of the hardware
-    serve one channel.
-    """
-
-    name: str
-    weight: np.ndarray  # [C_out, C_in / groups, kh, kw] float32
-    bias: np.ndarray  # [C_out] float32
-    neurons: LIFNeurons
-    input_shape: Shape3  # (C_in, H, W)
-    stride: Pair = (1, 1)
-    padding: Pair = (0, 0)
-    groups: int = 1
-
-    @property
-    def kernel(self) -> Pair:
-        return int(self.weight.shape[2]), int(self.weight.shape[3])
-
-    @property
-    def output_shape(self) -> Shape3:
-        _, h, w = self.input_shape
-        return (int(self.weight.shape[0]),
-                conv_output_size(h, self.kernel[0], self.stride[0], self.padding[0]),
-                conv_output_size(w, self.kernel[1], self.stride[1], self.padding[1]))
-
-
-@dataclass
-class SumPool2d:
-    """Sum of the spikes in each window (integers, so the next layer sees counts)."""
-
-    name: str
-    input_shape: Shape3
-    kernel: Pair
-    stride: Pair
-    padding: Pair = (0, 0)
-
-    @property
-    def output_shape(self) -> Shape3:
-        c, h, w = self.input_shape
-        return (c, conv_output_size(h, self.kernel[0], self.stride[0], self.padding[0]),
-                conv_output_size(w, self.kernel[1], self.stride[1], self.padding[1]))
-
-
-@dataclass
-class MaxPool2d(SumPool2d):
-    """Max of the spikes in each window: a logical OR per window and timestep."""
-
-
-@dataclass
-class Flatten:
-    """Row-major (C-order) flattening: a no-op on spike addresses."""
-
-    name: str
-    input_shape: tuple[int, ...] = ()
-
-
-Layer = Union[Dense, Conv2d, SumPool2d, MaxPool2d, Flatten]
-
-
-class _LayerChain:
-    """What both forms of a network share: an input shape and a chain of layers."""
-
-    input_shape: tuple[int, ...]
-    layers: list
-    _spiking: ClassVar[tuple[type, ...]]  # the layer types that hold neurons in this form
-
-    @property
-    def spiking_layers(self) -> list:
-        return [layer for layer in self.layers if isinstance(layer, self._spiking)]
-
-    @property
-    def input_size(self) -> int:
-        return int(np.prod(self.input_shape))
-
-    @property
-    def output_size(self) -> int:
-        return int(np.prod(self.output_shape))
-
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        return self.spiking_layers[-1].output_shape
-
-
-@dataclass
-class Network(_LayerChain):
-    """A feed-forward chain of layers, in the order spikes flow through them."""
-
-    input_shape: tuple[int, ...]
-    layers: list[Layer]
-    source: str = ""
-
-    _spiking = (Dense, Conv2d)
-
-
-# ----------------------------------------------------------------------------- quantized form
 
 @dataclass(frozen=True)
 class Leak:
@@ -198,7 +108,7 @@ class Leak:
         return self.mul / 2.0 ** self.frac_bits
 
 
-class _StateRails:
+class StateRails:
     """The saturation rails of a ``state_bits``-wide signed membrane (docs/semantics.md)."""
 
     state_bits: int
@@ -212,68 +122,44 @@ class _StateRails:
         return (1 << (self.state_bits - 1)) - 1
 
 
-@dataclass
-class QuantDense(_StateRails):
-    """Integer form of ``Dense``: every number the hardware stores or computes with."""
+# ----------------------------------------------------------------------------- networks
 
-    name: str
-    weight: np.ndarray  # [out, in] int64, each within ``weight_bits`` signed
-    bias: np.ndarray  # [out] int64
-    threshold: np.ndarray  # [out] int64, >= 1
-    leak: Leak
-    reset: ResetMode
-    weight_bits: int
-    state_bits: int  # membrane saturates to this signed width between timesteps
-    acc_bits: int  # width that holds every partial sum within a timestep, never wraps
-    scale_exp: np.ndarray  # [out] int64: weight_int = round(weight_float * 2**scale_exp)
-    # Largest input value per address and timestep: 1 for spikes, k*k after a k x k sum
-    # pool, 2**input_bits - 1 for direct multi-bit input. Sizes acc_bits.
-    input_max: int = 1
+class _LayerChain:
+    """What both forms of a network share: an input shape and a chain of layers."""
+
+    input_shape: tuple[int, ...]
+    layers: list[Node]
 
     @property
-    def in_features(self) -> int:
-        return int(self.weight.shape[1])
+    def spiking_layers(self) -> list:
+        return [layer for layer in self.layers if layer.has_neurons]
 
     @property
-    def out_features(self) -> int:
-        return int(self.weight.shape[0])
+    def input_size(self) -> int:
+        return int(np.prod(self.input_shape))
 
     @property
-    def output_shape(self) -> tuple[int]:
-        return (self.out_features,)
+    def output_size(self) -> int:
+        return int(np.prod(self.output_shape))
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.spiking_layers[-1].output_shape
 
 
 @dataclass
-class QuantConv2d(_StateRails):
-    """Integer form of ``Conv2d``; per-channel arrays have length ``C_out``."""
+class Network(_LayerChain):
+    """A feed-forward chain of layers, in the order spikes flow through them."""
 
-    name: str
-    weight: np.ndarray  # [C_out, C_in / groups, kh, kw] int64
-    bias: np.ndarray  # [C_out] int64
-    threshold: np.ndarray  # [C_out] int64, >= 1
-    leak: Leak
-    reset: ResetMode
-    weight_bits: int
-    state_bits: int
-    acc_bits: int
-    scale_exp: np.ndarray  # [C_out] int64
-    input_shape: Shape3
-    stride: Pair = (1, 1)
-    padding: Pair = (0, 0)
-    groups: int = 1
-    input_max: int = 1  # largest input value per address and timestep (see QuantDense)
-
-    kernel = Conv2d.kernel
-    output_shape = Conv2d.output_shape
-
-
-QuantLayer = Union[QuantDense, QuantConv2d, SumPool2d, MaxPool2d, Flatten]
+    input_shape: tuple[int, ...]
+    layers: list[Node]
+    source: str = ""
 
 
 @dataclass
 class QuantNetwork(_LayerChain):
     input_shape: tuple[int, ...]
-    layers: list[QuantLayer]
+    layers: list[Node]
     timesteps: int
     source: str = ""
     notes: list[str] = field(default_factory=list)
@@ -281,20 +167,10 @@ class QuantNetwork(_LayerChain):
     # (frames), which the first layer multiplies with its weights.
     input_bits: int = 1
 
-    _spiking = (QuantDense, QuantConv2d)
-
 
 # ----------------------------------------------------------------------------- JSON
 
 FORMAT_VERSION = 1
-
-
-_LAYER_TYPES: dict[str, type] = {
-    "dense": Dense, "conv2d": Conv2d, "sum_pool2d": SumPool2d, "max_pool2d": MaxPool2d,
-    "flatten": Flatten, "quant_dense": QuantDense, "quant_conv2d": QuantConv2d,
-}
-_TYPE_NAMES = {cls: name for name, cls in _LAYER_TYPES.items()}
-_QUANT_TYPES = (QuantDense, QuantConv2d)
 
 
 def _plain(value):
@@ -307,19 +183,19 @@ def _plain(value):
     return value
 
 
-def _layer_to_dict(layer: Layer | QuantLayer) -> dict:
-    doc = {"type": _TYPE_NAMES[type(layer)]}
+def _layer_to_dict(layer: Node) -> dict:
+    doc = {"type": type(layer).type_name}
     # The weights go last: the small fields stay readable at the top of each layer.
     names = sorted((f.name for f in fields(layer)), key=lambda name: name == "weight")
     doc.update({name: _plain(getattr(layer, name)) for name in names})
     return doc
 
 
-def _layer_from_dict(d: dict) -> Layer | QuantLayer:
-    cls = _LAYER_TYPES.get(d.get("type"))
+def _layer_from_dict(d: dict) -> Node:
+    cls = NODE_TYPES.get(d.get("type"))
     if cls is None:
         raise ValueError(f"unknown layer type {d.get('type')!r} in model JSON")
-    number = np.int64 if cls in _QUANT_TYPES else np.float32
+    number = np.int64 if cls.integers else np.float32
     kwargs = {}
     for f in fields(cls):
         if f.name not in d:
@@ -358,6 +234,8 @@ def to_json(net: Network | QuantNetwork) -> str:
 
 
 def from_json(text: str) -> Network | QuantNetwork:
+    """The network of ``to_json``'s text; its node types must be registered (import
+    ``hwgen.kinds``, whose ``from_json`` is this with every kind loaded)."""
     doc = json.loads(text)
     if doc.get("format") != "hwgen-ir":
         raise ValueError("not an hwgen model JSON (missing \"format\": \"hwgen-ir\")")

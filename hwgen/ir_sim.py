@@ -40,10 +40,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .golden import readout
-from .ir import Conv2d, Dense, Flatten, MaxPool2d, Network, SumPool2d
+from .ir import Network
 
 
 @dataclass
@@ -57,57 +56,6 @@ class FloatTrace:
     @property
     def batch(self) -> int:
         return int(self.counts.shape[0])
-
-
-class _Layer:
-    """One spiking layer's float32 tensors, shaped like snnTorch's buffers."""
-
-    def __init__(self, layer: Dense | Conv2d) -> None:
-        self.layer = layer
-        self.weight = torch.from_numpy(np.ascontiguousarray(layer.weight, dtype=np.float32))
-        bias = np.asarray(layer.bias, dtype=np.float32)
-        # nn.Linear / nn.Conv2d with bias=False pass no bias to the kernel. An all-zero bias
-        # adds exact zeros (only the sign of a zero could change, which no comparison with a
-        # positive threshold sees), so dropping it cannot change a spike either way.
-        self.bias = torch.from_numpy(bias.copy()) if np.any(bias != 0) else None
-        beta = torch.from_numpy(layer.neurons.beta.astype(np.float32))
-        threshold = torch.from_numpy(layer.neurons.threshold.astype(np.float32))
-        if isinstance(layer, Conv2d):  # per output channel, broadcast over H, W
-            beta, threshold = beta.view(-1, 1, 1), threshold.view(-1, 1, 1)
-        self.beta, self.threshold = beta, threshold
-        self.reset = layer.neurons.reset
-
-    @property
-    def out_size(self) -> int:
-        layer = self.layer
-        return int(np.prod(layer.output_shape)) if isinstance(layer, Conv2d) else layer.out_features
-
-    def current(self, x: torch.Tensor) -> torch.Tensor:
-        layer = self.layer
-        if isinstance(layer, Conv2d):
-            return F.conv2d(x, self.weight, self.bias, layer.stride, layer.padding, (1, 1),
-                            layer.groups)
-        return F.linear(x, self.weight, self.bias)
-
-    def step(self, x: torch.Tensor, mem: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        current = self.current(x)
-        if mem is None:  # snnTorch: zeros_like(input_) on the first step after a reset
-            mem = torch.zeros_like(current)
-        reset = (mem - self.threshold > 0).to(torch.float32)
-        if self.reset == "zero":
-            mem = (1 - reset) * mem
-        mem = self.beta.clamp(0, 1) * mem + current
-        if self.reset == "subtract":
-            mem = mem - reset * self.threshold
-        spk = (mem - self.threshold > 0).to(torch.float32)
-        return spk, mem
-
-
-def _pool(layer: SumPool2d, x: torch.Tensor) -> torch.Tensor:
-    if isinstance(layer, MaxPool2d):
-        return F.max_pool2d(x, layer.kernel, layer.stride, layer.padding)
-    return F.avg_pool2d(x, layer.kernel, layer.stride, layer.padding, ceil_mode=False,
-                        count_include_pad=True, divisor_override=1)
 
 
 def run_float(net: Network, inputs: torch.Tensor | np.ndarray) -> FloatTrace:
@@ -127,7 +75,7 @@ def run_float(net: Network, inputs: torch.Tensor | np.ndarray) -> FloatTrace:
         raise ValueError(f"inputs {tuple(x_all.shape)} do not match the network's input shape "
                          f"{net.input_shape}")
     x_all = x_all.reshape(batch, timesteps, *net.input_shape)
-    layers = [_Layer(layer) for layer in net.spiking_layers]
+    layers = [layer.float_model() for layer in net.spiking_layers]
     index = {id(layer.layer): n for n, layer in enumerate(layers)}
     mems: list[torch.Tensor | None] = [None] * len(layers)
     spikes = [torch.zeros(batch, timesteps, layer.out_size, dtype=torch.uint8) for layer in layers]
@@ -137,17 +85,12 @@ def run_float(net: Network, inputs: torch.Tensor | np.ndarray) -> FloatTrace:
             # same kernel (and summation order) is chosen.
             x = x_all[:, t].contiguous()
             for layer in net.layers:
-                if isinstance(layer, Flatten):
-                    x = x.reshape(batch, -1)
-                elif isinstance(layer, SumPool2d):  # MaxPool2d included
-                    x = _pool(layer, x)
-                elif isinstance(layer, (Dense, Conv2d)):
+                if not layer.has_neurons:
+                    x = layer.float_step(x)
+                else:
                     n = index[id(layer)]
-                    if isinstance(layer, Dense) and x.ndim != 2:
-                        x = x.reshape(batch, -1)
+                    x = layer.float_input(x)
                     x, mems[n] = layers[n].step(x.contiguous(), mems[n])
                     spikes[n][:, t] = x.reshape(batch, -1).to(torch.uint8)
-                else:
-                    raise TypeError(f"run_float: unknown layer type {type(layer).__name__}")
     counts = spikes[-1].long().sum(dim=1)
     return FloatTrace(spikes=spikes, counts=counts, prediction=readout(counts))

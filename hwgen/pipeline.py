@@ -20,7 +20,8 @@ from .emit import model_hash, write_outputs
 from .errors import HwgenError
 from .events import load_event_samples
 from .frontend import import_torch, load_torch_model
-from .ir import Network, QuantNetwork, from_json
+from .ir import Network, QuantNetwork
+from .kinds import from_json
 from .outdir import check_replaceable, staged_directory, write_atomic
 from .quantize import QuantOptions, calibration_inputs, fidelity, quantize
 from .report import event_driven_cycles, hardware_report, render_markdown

@@ -2,50 +2,20 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import numpy as np
-import torch
 
-from . import golden
 from .devices import fit
 from .golden import GoldenTrace
-from .ir import Flatten, MaxPool2d, QuantConv2d, QuantDense, QuantNetwork, SumPool2d
+from .ir import QuantNetwork
+from .kinds import EngineGeometry
 from .widths import unsigned_bits
 
 FIT_DEVICES = ("ice40up5k", "ecp5-25f")
 
 
-@dataclass(frozen=True)
-class EngineGeometry:
-    """How a synaptic layer is folded onto ``lanes`` adders (docs/hardware.md)."""
-
-    lanes: int  # P, capped at the channels one input reaches
-    groups: int  # G = ceil(channels per input / P)
-    reach: int  # output channels one input event reaches (per in-range position)
-    fire_words: int  # membrane words the fire pass walks per timestep
-    pipeline_latency: int
-    queue_words: int  # fire-pass words the spike queue holds before the fire pass must wait
-
-
-def geometry(layer: QuantDense | QuantConv2d, parallel: int) -> EngineGeometry:
-    from .hardware import DenseLIFEngine
-
-    if isinstance(layer, QuantDense):
-        lanes = max(1, min(parallel, layer.out_features))
-        groups = math.ceil(layer.out_features / lanes)
-        # The dense spike queue holds a whole fire pass (G + 2 entries).
-        return EngineGeometry(lanes, groups, layer.out_features, groups, DenseLIFEngine.pipeline_latency,
-                              groups + 2)
-    from .hardware import ConvLIFEngine
-
-    c_out, h, w = layer.output_shape
-    reach = c_out // layer.groups
-    lanes = max(1, min(parallel, reach))
-    groups = math.ceil(reach / lanes)
-    return EngineGeometry(lanes, groups, reach, h * w * layer.groups * groups, ConvLIFEngine.pipeline_latency,
-                          ConvLIFEngine.default_queue_depth + 2)
+def geometry(layer, parallel: int) -> EngineGeometry:
+    """How a spiking layer is folded onto its engine: the kind's own answer."""
+    return layer.geometry(parallel)
 
 
 def layer_timestep_cycles(g: EngineGeometry, ops: float, events: float = 0.0) -> float:
@@ -98,48 +68,7 @@ def event_driven_cycles(qnet: QuantNetwork, parallel: int, ops: list[list[float]
 
 def _worst_ops(qnet: QuantNetwork) -> list[float]:
     """Per layer, the synaptic operations of a timestep in which every input is active."""
-    out = []
-    for layer in qnet.spiking_layers:
-        if isinstance(layer, QuantDense):
-            out.append(float(layer.in_features * layer.out_features))
-        else:
-            ones = torch.ones(1, *layer.input_shape, dtype=torch.int64)
-            out.append(float(golden.event_fanout(layer, ones)[0]))
-    return out
-
-
-def _layer_entry(layer, parallel: int) -> dict:
-    if isinstance(layer, (QuantDense, QuantConv2d)):
-        g = geometry(layer, parallel)
-        leak = layer.leak
-        entry = {
-            "name": layer.name,
-            "type": "dense_lif" if isinstance(layer, QuantDense) else "conv2d_lif",
-            "in": list(getattr(layer, "input_shape", (layer.weight.shape[-1],))),
-            "out": list(layer.output_shape),
-            "parallel": g.lanes,
-            "groups": g.groups,
-            "weight_bits": layer.weight_bits,
-            "state_bits": layer.state_bits,
-            "acc_bits": layer.acc_bits,
-            "input_max": layer.input_max,
-            "reset": layer.reset,
-            "leak": {"kind": leak.kind, "shift": leak.shift, "mul": leak.mul,
-                     "frac_bits": leak.frac_bits, "beta": leak.beta},
-            "threshold_min": int(layer.threshold.min()),
-            "threshold_max": int(layer.threshold.max()),
-            "weight_memory_bits": int(layer.weight.size) * layer.weight_bits,
-            "membrane_memory_bits": g.fire_words * g.lanes * layer.acc_bits,
-        }
-        if isinstance(layer, QuantConv2d):
-            entry.update(kernel=list(layer.kernel), stride=list(layer.stride),
-                         padding=list(layer.padding), conv_groups=layer.groups)
-        return entry
-    kind = {SumPool2d: "sum_pool2d", MaxPool2d: "max_pool2d", Flatten: "flatten"}[type(layer)]
-    entry = {"name": layer.name, "type": kind, "in": list(layer.input_shape)}
-    if isinstance(layer, SumPool2d):
-        entry.update(out=list(layer.output_shape), kernel=list(layer.kernel), stride=list(layer.stride))
-    return entry
+    return [layer.full_fanout() for layer in qnet.spiking_layers]
 
 
 def hardware_report(qnet: QuantNetwork, parallel: int, activity: GoldenTrace | None) -> dict:
@@ -149,7 +78,7 @@ def hardware_report(qnet: QuantNetwork, parallel: int, activity: GoldenTrace | N
     data): its mean synaptic operations give the expected cycles per inference.
     """
     T = qnet.timesteps
-    layers = [_layer_entry(layer, parallel) for layer in qnet.layers]
+    layers = [layer.report_entry(parallel) for layer in qnet.layers]
     spiking = [entry for entry in layers if "groups" in entry]
     worst = _worst_ops(qnet)
     for entry, layer, ops in zip(spiking, qnet.spiking_layers, worst):

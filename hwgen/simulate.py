@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import HwgenError
 from .golden import GoldenTrace
-from .ir import QuantDense, QuantNetwork
+from .ir import QuantNetwork
 from .widths import address_bits
 
 TOPLEVEL = "hwgen_top"
@@ -243,11 +243,7 @@ def stream_spec(shape: tuple[int, ...], value_bits: int = 0) -> dict:
 
 def _fanout_bound(layer) -> int:
     """Most outputs one input event can reach (a watchdog budget, not a cost model)."""
-    if isinstance(layer, QuantDense):
-        return layer.out_features
-    kh, kw = layer.kernel
-    reach = -(-kh // layer.stride[0]) * -(-kw // layer.stride[1])
-    return reach * layer.output_shape[0] // layer.groups
+    return layer.max_fanout()
 
 
 def spram_model() -> str:

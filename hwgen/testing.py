@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import Leak, QuantDense, QuantNetwork, ResetMode
+from .ir import Leak, QuantNetwork, ResetMode
+from .kinds import Flatten, MaxPool2d, QuantConv2d, QuantDense, SumPool2d
 from .widths import accumulator_bits
 
 
@@ -85,8 +86,6 @@ def random_conv_network(
     of the time. ``acc_bits`` is sized for each layer's largest input value (``input_max``:
     ``k*k`` per sum pool, ``2**input_bits - 1`` for direct input).
     """
-    from .ir import Flatten, MaxPool2d, QuantConv2d, SumPool2d
-
     rng = np.random.default_rng(seed)
     shape: tuple[int, ...] = tuple(int(d) for d in input_shape)
     input_max = (1 << input_bits) - 1
@@ -155,16 +154,12 @@ def _calibrate_thresholds(net: QuantNetwork, rate: float, rng: np.random.Generat
     random inputs: a membrane then crosses it every timestep or two."""
     import torch
 
-    from . import golden
-    from .ir import Flatten, QuantConv2d, SumPool2d
-
     shape = (6, net.timesteps, *net.input_shape)
     x_all = (rng.random(shape) < rate).astype(np.int64)
     if net.input_bits > 1:
         x_all *= rng.integers(1, 1 << net.input_bits, size=shape)
     x_all = torch.from_numpy(x_all)
-    spiking = [layer for layer in net.layers if isinstance(layer, (QuantDense, QuantConv2d))]
-    for target in spiking:
+    for target in net.spiking_layers:
         if id(target) in skip:
             continue
         currents = []
@@ -172,19 +167,15 @@ def _calibrate_thresholds(net: QuantNetwork, rate: float, rng: np.random.Generat
         for t in range(net.timesteps):
             x = x_all[:, t]
             for layer in net.layers:
-                if isinstance(layer, Flatten):
-                    x = x.reshape(x.shape[0], -1)
-                elif isinstance(layer, SumPool2d):
-                    x = golden.pool(layer, x)
-                else:
-                    if isinstance(layer, QuantDense):
-                        x = x.reshape(x.shape[0], -1)
-                    current = golden.synaptic_input(layer, x)
-                    if layer is target:
-                        currents.append(current)
-                        break
-                    s, states[id(layer)], _ = golden.fire(layer, states.get(id(layer), 0), current)
-                    x = s.long()
+                if not layer.has_neurons:
+                    x = layer.golden_step(x)
+                    continue
+                current = layer.synaptic_input(layer.golden_input(x))
+                if layer is target:
+                    currents.append(current)
+                    break
+                s, states[id(layer)], _ = layer.fire(states.get(id(layer), layer.golden_state()), current)
+                x = s.long()
         c = torch.stack(currents).transpose(0, 2).reshape(len(target.bias), -1).double()
         drive = c.quantile(0.75, dim=1).numpy() + target.bias
         cap = (1 << (target.state_bits - 1)) - 2

@@ -27,7 +27,7 @@ from torch import nn
 import nir
 from hwgen.errors import HwgenError
 from hwgen.frontend import import_nir
-from hwgen.ir import Conv2d, Dense, Flatten, SumPool2d
+from hwgen.kinds import Conv2d, Dense, Flatten, SumPool2d
 from hwgen.ir_sim import run_float
 
 from cli_helpers import assert_clean_failure, run_cli

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from hwgen.frontend import import_torch, load_torch_model
-from hwgen.ir import Dense, Flatten
+from hwgen.kinds import Dense, Flatten
 from hwgen.ir_sim import run_float
 
 from snntorch_ref import input_spikes, one_line_error, refuses, run_snntorch

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from hwgen.frontend import import_torch
-from hwgen.ir import Conv2d, Dense, Flatten, MaxPool2d, SumPool2d, from_json, to_json
+from hwgen.kinds import Conv2d, Dense, Flatten, MaxPool2d, SumPool2d, from_json, to_json
 from hwgen.ir_sim import run_float
 
 from snntorch_ref import input_spikes, refuses, run_snntorch

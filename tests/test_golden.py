@@ -6,7 +6,8 @@ import torch
 
 from hwgen import golden
 from hwgen.encode import rate_encode
-from hwgen.ir import Leak, QuantDense, QuantNetwork
+from hwgen.ir import Leak, QuantNetwork
+from hwgen.kinds import QuantDense
 from hwgen.widths import accumulator_bits
 
 
@@ -121,7 +122,7 @@ def scatter_conv(weight, x, stride, padding, groups, out_hw):
     ((3, 2), (2, 1), (2, 0), 4), ((3, 3), (2, 2), (0, 0), 4),
 ])
 def test_conv_matches_the_event_scatter_formulation(kernel, stride, padding, groups):
-    from hwgen.ir import QuantConv2d
+    from hwgen.kinds import QuantConv2d
 
     rng = np.random.default_rng(sum(kernel) + groups)
     c_in, c_out, h, w = 4, 8, 7, 6
@@ -141,7 +142,7 @@ def test_conv_matches_the_event_scatter_formulation(kernel, stride, padding, gro
 
 
 def test_pools_on_spikes():
-    from hwgen.ir import MaxPool2d, SumPool2d
+    from hwgen.kinds import MaxPool2d, SumPool2d
 
     x = torch.tensor([[[[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]]])
     assert golden.pool(SumPool2d("p", (1, 4, 4), (2, 2), (2, 2)), x).tolist() == [[[[3, 0], [0, 1]]]]

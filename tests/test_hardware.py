@@ -17,9 +17,12 @@ import pytest
 from amaranth.back import verilog
 
 from hwgen import golden
-from hwgen.hardware import DenseLIFEngine, Readout, build_top, pack_token, token_layout, \
-    unpack_token
-from hwgen.ir import Flatten, Leak, QuantNetwork
+from hwgen.hardware.dense import DenseLIFEngine
+from hwgen.hardware.readout import Readout
+from hwgen.hardware.tokens import pack_token, token_layout, unpack_token
+from hwgen.hardware.top import build_top
+from hwgen.ir import Leak, QuantNetwork
+from hwgen.kinds import Flatten
 from hwgen.testing import random_quant_network, random_spikes
 from hwgen.widths import accumulator_bits, address_bits
 

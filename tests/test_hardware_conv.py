@@ -16,10 +16,12 @@ import torch
 from amaranth.back import verilog
 
 from hwgen import golden
-from hwgen.hardware import ConvLIFEngine, FlattenRemap, MaxPoolDedup, SumPoolRemap, build_top, \
-    conv_tap_counts, network_activity, pack_token, token_layout, unpack_token
-from hwgen.hardware.tokens import shape_size
-from hwgen.ir import Leak, MaxPool2d, QuantNetwork, SumPool2d
+from hwgen.hardware.conv import ConvLIFEngine, conv_tap_counts
+from hwgen.hardware.pool import FlattenRemap, MaxPoolDedup, SumPoolRemap
+from hwgen.hardware.tokens import pack_token, shape_size, token_layout, unpack_token
+from hwgen.hardware.top import build_top, network_activity
+from hwgen.ir import Leak, QuantNetwork
+from hwgen.kinds import MaxPool2d, SumPool2d
 from hwgen.testing import random_conv_network, random_spikes
 from hwgen.widths import accumulator_bits
 

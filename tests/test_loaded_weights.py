@@ -20,7 +20,7 @@ from hwgen import golden, host
 from hwgen.cli import main
 from hwgen.emit import verilog_text
 from hwgen.errors import HwgenError
-from hwgen.hardware import NetworkTop
+from hwgen.hardware.top import NetworkTop
 from hwgen.hardware.board_top import board_info, board_verilog_text
 from hwgen.hardware.memories import pack_words, spram_blocks
 from hwgen.hardware.top import packed_weights

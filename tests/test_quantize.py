@@ -5,7 +5,8 @@ import pytest
 
 from hwgen import golden
 from hwgen.errors import HwgenError
-from hwgen.ir import Dense, LIFNeurons, Network
+from hwgen.ir import LIFNeurons, Network
+from hwgen.kinds import Dense
 from hwgen.quantize import QuantOptions, leak_for, quantize, scale_exponents
 
 

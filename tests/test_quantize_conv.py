@@ -13,8 +13,8 @@ from torch import nn
 from hwgen import golden
 from hwgen.errors import HwgenError
 from hwgen.frontend import import_torch
-from hwgen.ir import (Conv2d, Dense, Flatten, LIFNeurons, MaxPool2d, Network, QuantConv2d,
-                      QuantDense, SumPool2d, from_json, to_json)
+from hwgen.ir import LIFNeurons, Network
+from hwgen.kinds import Conv2d, Dense, Flatten, MaxPool2d, QuantConv2d, QuantDense, SumPool2d, from_json, to_json
 from hwgen.quantize import QuantOptions, calibration_inputs, fidelity, quantize
 from hwgen.widths import accumulator_bits, signed_bits
 

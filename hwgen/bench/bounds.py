@@ -32,29 +32,26 @@ import math
 import numpy as np
 import torch
 
-from .. import golden
 from ..golden import GoldenTrace
-from ..ir import QuantConv2d, QuantDense, QuantNetwork
+from ..ir import QuantNetwork
+from ..kinds import SynapticLIF
 from ..report import event_driven_cycles
 
 
-def layer_neurons(layer: QuantDense | QuantConv2d) -> int:
-    return int(np.prod(layer.output_shape))
+def layer_neurons(layer: SynapticLIF) -> int:
+    return layer.output_size
 
 
-def layer_inputs(layer: QuantDense | QuantConv2d) -> int:
-    return layer.in_features if isinstance(layer, QuantDense) else int(np.prod(layer.input_shape))
+def layer_inputs(layer: SynapticLIF) -> int:
+    return layer.input_size
 
 
-def full_fanout(layer: QuantDense | QuantConv2d) -> float:
+def full_fanout(layer: SynapticLIF) -> float:
     """Synaptic operations of one timestep in which every input of the layer is an event."""
-    if isinstance(layer, QuantDense):
-        return float(layer.in_features * layer.out_features)
-    ones = torch.ones(1, *layer.input_shape, dtype=torch.int64)
-    return float(golden.event_fanout(layer, ones)[0])
+    return layer.full_fanout()
 
 
-def layer_bound(layer: QuantDense | QuantConv2d, parallel: int, ops_per_step: list[float]) -> int:
+def layer_bound(layer: SynapticLIF, parallel: int, ops_per_step: list[float]) -> int:
     """``Σ_t ceil(ops_t / P) + T · ceil(N / P)`` for one layer and one inference."""
     fire = math.ceil(layer_neurons(layer) / parallel)
     return int(sum(math.ceil(ops / parallel) for ops in ops_per_step) + len(ops_per_step) * fire)

@@ -9,21 +9,15 @@ import numpy as np
 
 from .. import golden
 from ..errors import HwgenError
-from ..ir import QuantDense, QuantNetwork
+from ..ir import QuantNetwork
 from ..pipeline import event_driven_bounds
 from ..simulate import run_rtl
 from .bounds import dense_baseline, layer_bounds, lockstep_bound
 
 
 def layer_kind(layer) -> str:
-    if isinstance(layer, QuantDense):
-        return "dense"
-    kind = f"conv{layer.kernel[0]}x{layer.kernel[1]}"
-    if layer.groups > 1 and layer.groups == layer.input_shape[0]:
-        kind = "depthwise " + kind
-    elif layer.groups > 1:
-        kind += f" g{layer.groups}"
-    return kind + (f" s{layer.stride[0]}" if layer.stride[0] > 1 else "")
+    """The layer's label in benchmark tables (``dense``, ``depthwise conv3x3``, ...)."""
+    return layer.bench_label()
 
 
 def measure(qnet: QuantNetwork, parallel: int, verilog: Path, x: np.ndarray, simulator: str,

@@ -497,9 +497,7 @@ DEFINITIONS = {
 
 
 def _lanes(layer, parallel: int) -> int:
-    from ..report import geometry
-
-    return geometry(layer, parallel).lanes
+    return layer.geometry(parallel).lanes
 
 
 def _latency(cycles: float, fmax_mhz: float | None, clock_mhz: float) -> dict:

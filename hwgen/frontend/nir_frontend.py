@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import HwgenError
-from ..ir import Conv2d, Dense, Flatten, LIFNeurons, Network, SumPool2d, conv_output_size
+from ..ir import LIFNeurons, Network, conv_output_size
+from ..kinds import Conv2d, Dense, Flatten, SumPool2d
 
 try:  # nir is a dependency, but keep the error readable if an install is broken.
     import h5py

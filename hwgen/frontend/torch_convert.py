@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from ..errors import HwgenError
-from ..ir import (Conv2d, Dense, Flatten, LIFNeurons, MaxPool2d, Network, SumPool2d,
-                  conv_output_size)
+from ..ir import LIFNeurons, Network, conv_output_size
+from ..kinds import Conv2d, Dense, Flatten, MaxPool2d, SumPool2d
 # snnTorch comes through torch_trace, whose import of it turns a broken install into a
 # readable HwgenError.
 from .torch_trace import SEQUENTIAL_HINT, SpikingNeuron, _layer_chain, _where, snn

@@ -27,18 +27,22 @@ events that reach no tap are dropped at the port without ever reaching the walke
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from amaranth.hdl import Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from ..ir import QuantConv2d
 from .dense import check_accumulator
 from .memories import load_signature
 from .lanes import lane_memories, lane_table, lane_values, lanes_and_groups, update_lanes
 from .spike_queue import SpikeQueue, queue_word
 from .tokens import address_layout, token_signature
+
+if TYPE_CHECKING:  # the layer kinds build these engines; the engines only read the node's fields
+    from ..kinds.conv import QuantConv2d
 
 __all__ = ["ConvLIFEngine", "axis_taps", "check_conv", "conv_tap_counts", "conv_weight_words"]
 

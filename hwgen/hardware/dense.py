@@ -17,17 +17,21 @@ back-to-back events.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..ir import QuantDense
 from ..widths import accumulator_bits
 from .memories import load_signature
 from .lanes import lane_memories, lane_table, lane_values, lanes_and_groups, update_lanes
 from .spike_queue import SpikeQueue, queue_word
 from .tokens import token_signature
+
+if TYPE_CHECKING:  # the layer kinds build these engines; the engines only read the node's fields
+    from ..kinds.dense import QuantDense
 
 __all__ = ["DenseLIFEngine", "check_accumulator", "dense_weight_words"]
 

@@ -24,6 +24,7 @@ tiling of ``SB_SPRAM256KA`` blocks in ``rtl_templates/ice40_spram.v``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +33,36 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SPRAM_SHIM", "TARGETS", "LoadedWeights", "load_signature", "pack_words",
+__all__ = ["SPRAM_SHIM", "TARGETS", "LoadedWeights", "MemorySpec", "load_signature", "pack_words",
            "spram_blocks"]
 
 TARGETS = ("ram", "ice40_spram")
 SPRAM_SHIM = Path(__file__).resolve().parents[2] / "rtl_templates" / "ice40_spram.v"
 SPRAM_MODULE = "hwgen_ice40_spram"
 SPRAM_WORDS, SPRAM_BITS = 16384, 16  # one SB_SPRAM256KA
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """One memory a unit builds, as the fit check and the reports count it.
+
+    ``layer`` and ``role`` name it ("weights", "membranes", "thresholds", "biases",
+    "spike queue", "window bitmap 0", ...); ``initialised``: its contents come from the
+    bitstream; ``read_write``: read and written in the same cycle (a RAM, not a ROM);
+    ``spram``: loaded at run time into iCE40UP SPRAM (:class:`LoadedWeights`).
+    """
+
+    layer: str
+    role: str
+    depth: int
+    width: int
+    initialised: bool = True
+    read_write: bool = False
+    spram: bool = False
+
+    @property
+    def bits(self) -> int:
+        return self.depth * self.width
 
 
 def spram_blocks(depth: int, width: int) -> int:

@@ -13,15 +13,19 @@ next layer (docs/semantics.md, "Convolution, pooling, flatten").
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..ir import MaxPool2d, SumPool2d
 from ..widths import address_bits
 from .conv import _lookup, axis_taps
 from .tokens import StreamShape, is_map, shape_size, token_signature
+
+if TYPE_CHECKING:  # the layer kinds build these engines; the engines only read the node's fields
+    from ..kinds.pool import MaxPool2d, SumPool2d
 
 __all__ = ["FlattenRemap", "MaxPoolDedup", "SumPoolRemap", "flatten_is_identity"]
 

@@ -14,7 +14,6 @@ produce no hardware.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from amaranth.hdl import Module, Signal, unsigned
@@ -22,18 +21,17 @@ from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from ..ir import Flatten, MaxPool2d, QuantConv2d, QuantDense, QuantNetwork, SumPool2d
+from ..ir import QuantNetwork
+from ..kinds import Stream, Unit
 from ..widths import address_bits, unsigned_bits
-from .conv import ConvLIFEngine, axis_taps, check_conv, conv_tap_counts, conv_weight_words
-from .dense import DenseLIFEngine, check_accumulator, dense_weight_words
-from .lanes import lanes_and_groups
+from .conv import conv_tap_counts
 from .memories import load_signature, pack_words
-from .pool import FlattenRemap, MaxPoolDedup, SumPoolRemap, flatten_is_identity
+from .pool import FlattenRemap, flatten_is_identity
 from .readout import Readout
 from .stall import StallPoint
 from .tokens import StreamShape, is_map, shape_size, token_layout, token_signature
 
-__all__ = ["NetworkTop", "Unit", "estimate_cycles", "network_activity", "packed_weights", "plan_units",
+__all__ = ["NetworkTop", "Unit", "build_top", "estimate_cycles", "network_activity", "packed_weights", "plan_units",
            "tap_signature"]
 
 
@@ -46,71 +44,9 @@ def tap_signature(shape: StreamShape) -> wiring.Signature:
     })
 
 
-@dataclass
-class Unit:
-    """One hardware unit of the chain: what it is, what flows in and out of it.
-
-    ``kind`` is ``"dense"``, ``"conv"``, ``"sum_pool"``, ``"max_pool"`` or ``"flatten"``;
-    ``layer`` the IR layer (``None`` for a flatten inserted before a dense layer or the
-    readout); ``spiking`` the index of a spiking layer (its ``tap_K``), else ``None``.
-    ``input_max`` is the largest value an input address carries per timestep (events per
-    address after sum pooling, ``2**input_bits - 1`` for direct input).
-    """
-
-    kind: str
-    layer: object
-    in_shape: StreamShape
-    out_shape: StreamShape
-    value_bits: int = 0
-    input_max: int = 1
-    spiking: int | None = None
-
-    def build(self, parallel: int, weight_target: str | None = None) -> wiring.Component:
-        """The unit's component; ``weight_target`` (engines only) loads its weights at run
-        time instead of from the bitstream (``memories.LoadedWeights``)."""
-        if self.kind == "dense":
-            return DenseLIFEngine(self.layer, parallel, input_bits=max(1, self.value_bits),
-                                  input_max=self.input_max, weight_target=weight_target)
-        if self.kind == "conv":
-            return ConvLIFEngine(self.layer, parallel, input_bits=max(1, self.value_bits),
-                                 input_max=self.input_max, weight_target=weight_target)
-        if self.kind == "sum_pool":
-            return SumPoolRemap(self.layer)
-        if self.kind == "max_pool":
-            return MaxPoolDedup(self.layer)
-        return FlattenRemap(self.in_shape, self.value_bits)
-
-    @property
-    def latency(self) -> int:
-        """Cycles a remap unit adds between its input and its output (0 for engines, whose
-        latency is their own)."""
-        if self.kind == "sum_pool":
-            return SumPoolRemap.latency
-        if self.kind == "max_pool":
-            return MaxPoolDedup.latency
-        if self.kind == "flatten":
-            return 0 if flatten_is_identity(self.in_shape) else 1
-        return 0
-
-
 def _stream_shape(shape: Sequence[int]) -> StreamShape:
     dims = tuple(int(d) for d in shape)
     return dims if len(dims) == 3 else int(np.prod(dims))
-
-
-def _window_population(layer: SumPool2d) -> int:
-    """Most input positions inside one window (padding excluded): the largest count."""
-    _, h, w = layer.input_shape
-    _, h_out, w_out = layer.output_shape
-    rows = [0] * h_out
-    for _, n, first in axis_taps(h, layer.kernel[0], layer.stride[0], layer.padding[0], h_out):
-        for i in range(n):
-            rows[first - i] += 1
-    cols = [0] * w_out
-    for _, n, first in axis_taps(w, layer.kernel[1], layer.stride[1], layer.padding[1], w_out):
-        for i in range(n):
-            cols[first - i] += 1
-    return max(rows) * max(cols)
 
 
 def plan_units(qnet: QuantNetwork) -> tuple[list[Unit], StreamShape, int]:
@@ -127,68 +63,20 @@ def plan_units(qnet: QuantNetwork) -> tuple[list[Unit], StreamShape, int]:
     if qnet.input_bits < 1:
         raise ValueError(f"input_bits must be at least 1, not {qnet.input_bits}")
     value_bits = qnet.input_bits if qnet.input_bits > 1 else 0
-    in_shape = shape = _stream_shape(qnet.input_shape)
-    in_value = value_bits
-    input_max = (1 << qnet.input_bits) - 1
+    in_shape = _stream_shape(qnet.input_shape)
+    stream = Stream(in_shape, value_bits, (1 << qnet.input_bits) - 1, 0, qnet.input_bits)
     units: list[Unit] = []
-    last = max(i for i, layer in enumerate(qnet.layers) if isinstance(layer, (QuantDense, QuantConv2d)))
-    spiking = 0
+    last = max(i for i, layer in enumerate(qnet.layers) if layer.has_neurons)
     for layer in qnet.layers[:last + 1]:
-        name = getattr(layer, "name", type(layer).__name__)
-        if isinstance(layer, Flatten):
-            if layer.input_shape and shape_size(layer.input_shape) != shape_size(shape):
-                raise ValueError(f"flatten {name!r} expects {tuple(layer.input_shape)} but is fed "
-                                 f"{shape}")
-            if is_map(shape):
-                units.append(Unit("flatten", layer, shape, shape_size(shape), value_bits))
-                shape = shape_size(shape)
-        elif isinstance(layer, SumPool2d):  # MaxPool2d too
-            if not is_map(shape) or tuple(shape) != tuple(layer.input_shape):
-                raise ValueError(f"pool {name!r} takes a {tuple(layer.input_shape)} map but is fed "
-                                 f"{shape}")
-            if value_bits:
-                raise ValueError(f"pool {name!r} would pool direct {qnet.input_bits}-bit input; "
-                                 f"the hardware pools spikes only (docs/semantics.md)")
-            if isinstance(layer, MaxPool2d):
-                units.append(Unit("max_pool", layer, shape, tuple(layer.output_shape)))
-                input_max = 1
-            else:
-                units.append(Unit("sum_pool", layer, shape, tuple(layer.output_shape)))
-                input_max *= _window_population(layer)
-            shape = tuple(layer.output_shape)
-        elif isinstance(layer, QuantConv2d):
-            if not is_map(shape) or tuple(shape) != tuple(layer.input_shape):
-                raise ValueError(f"layer {name!r} takes a {tuple(layer.input_shape)} map but is "
-                                 f"fed {shape}")
-            check_conv(layer, input_max)
-            units.append(Unit("conv", layer, shape, tuple(layer.output_shape), value_bits,
-                              input_max, spiking))
-            shape, value_bits, input_max, spiking = tuple(layer.output_shape), 0, 1, spiking + 1
-        elif isinstance(layer, QuantDense):
-            if is_map(shape):  # the golden model flattens implicitly too
-                units.append(Unit("flatten", None, shape, shape_size(shape), value_bits))
-                shape = shape_size(shape)
-            if shape != layer.in_features:
-                raise ValueError(f"layer {name!r} takes {layer.in_features} inputs but is fed "
-                                 f"{shape}")
-            check_accumulator(layer, layer.weight, input_max)
-            units.append(Unit("dense", layer, shape, layer.out_features, value_bits, input_max,
-                              spiking))
-            shape, value_bits, input_max, spiking = layer.out_features, 0, 1, spiking + 1
-        else:
-            raise ValueError(f"layer {name!r}: {type(layer).__name__} has no hardware")
-    return units, in_shape, in_value
+        planned, stream = layer.plan_hardware(stream)
+        units += planned
+    return units, in_shape, value_bits
 
 
 def _engine_costs(unit: Unit, parallel: int) -> tuple[int, int, int]:
     """``(cycles per unit of work, fire-pass cycles, decode latency)`` of a spiking unit."""
-    if unit.kind == "conv":
-        c_out = unit.layer.output_shape[0]
-        _, groups = lanes_and_groups(c_out // unit.layer.groups, parallel)
-        _, h_out, w_out = unit.layer.output_shape
-        return groups, h_out * w_out * unit.layer.groups * groups, ConvLIFEngine.decode_latency
-    _, groups = lanes_and_groups(unit.layer.out_features, parallel)
-    return groups, groups, 0
+    g = unit.node.geometry(parallel)
+    return g.groups, g.fire_words, g.decode_latency
 
 
 def estimate_cycles(qnet: QuantNetwork, parallel: int, active_inputs: Sequence[Sequence[int]],
@@ -229,9 +117,9 @@ def estimate_cycles(qnet: QuantNetwork, parallel: int, active_inputs: Sequence[S
             continue
         k = unit.spiking
         per_cycle, fire_pass, decode = _engine_costs(unit, parallel)
-        if unit.kind == "conv":
+        if unit.node.unit_stem == "conv":
             if fanout is None or len(fanout) <= k or fanout[k] is None:
-                raise ValueError(f"layer {unit.layer.name!r} is a convolution: give fanout[{k}], "
+                raise ValueError(f"layer {unit.node.name!r} is a convolution: give fanout[{k}], "
                                  f"the in-range taps its input events reach per timestep")
             work = [int(f) * per_cycle for f in fanout[k]]
         else:
@@ -249,7 +137,7 @@ def estimate_cycles(qnet: QuantNetwork, parallel: int, active_inputs: Sequence[S
                 tick = max(max(free, first) + work[t], arrival)
             ticks.append(tick)
             free = tick + fire_pass
-        latency = (ConvLIFEngine if unit.kind == "conv" else DenseLIFEngine).pipeline_latency
+        latency = unit.node.geometry(parallel).pipeline_latency
         upstream, path = (ticks, fire_pass, latency), 0
     ticks, fire_pass, latency = upstream
     # The readout of a convolution layer counts flattened addresses.
@@ -280,29 +168,27 @@ def network_activity(qnet: QuantNetwork, sample) -> tuple[list[list[int]], list[
         if qnet.input_bits > 1:
             x = (x != 0).long()  # one event per non-zero value
         for unit in units:
-            if unit.kind in ("sum_pool", "max_pool"):
-                x = golden.pool(unit.layer, x.reshape(1, *unit.in_shape))
-            elif unit.spiking is not None:
+            if unit.spiking is not None:
                 k = unit.spiking
                 active[k].append(int(x.sum()))
-                if unit.kind == "conv":
-                    taps = torch.from_numpy(conv_tap_counts(unit.layer))
+                if unit.node.unit_stem == "conv":
+                    taps = torch.from_numpy(conv_tap_counts(unit.node))
                     fanout[k] = (fanout[k] or []) + [int((x.reshape(unit.in_shape) * taps).sum())]
                 x = trace.spikes[k][0, t].long()
+            elif unit.node.unit_stem != "flatten":  # pools
+                x = unit.node.golden_step(x.reshape(1, *unit.in_shape))
     final = int(trace.spikes[-1][0, -1].sum())
     return active, fanout, final
 
 
 def _unit_name(n: int, unit: Unit) -> str:
     """The submodule name of unit ``n`` of the chain (``layerK`` for spiking layer K)."""
-    return f"layer{unit.spiking}" if unit.spiking is not None else f"unit{n}_{unit.kind}"
+    return f"layer{unit.spiking}" if unit.spiking is not None else f"unit{n}_{unit.stem}"
 
 
 def engine_weight_words(unit: Unit, parallel: int) -> np.ndarray:
     """The weight memory contents of an engine unit, ``[depth, P]`` signed weights."""
-    if unit.kind == "conv":
-        return conv_weight_words(unit.layer, parallel)
-    return dense_weight_words(unit.layer, parallel)
+    return unit.node.weight_words(parallel)
 
 
 def packed_weights(qnet: QuantNetwork, parallel: int, layers: Iterable[int]) -> dict[int, np.ndarray]:
@@ -310,7 +196,7 @@ def packed_weights(qnet: QuantNetwork, parallel: int, layers: Iterable[int]) -> 
     the host link's WEIGHTS command carry them: ``{K: uint8 [depth, ceil(P * bits / 8)]}``."""
     units, _, _ = plan_units(qnet)
     engines = {u.spiking: u for u in units if u.spiking is not None}
-    return {k: pack_words(engine_weight_words(engines[k], parallel), engines[k].layer.weight_bits)
+    return {k: pack_words(engine_weight_words(engines[k], parallel), engines[k].node.weight_bits)
             for k in sorted(layers)}
 
 
@@ -363,15 +249,11 @@ class NetworkTop(wiring.Component):
         self._engine_units = {u.spiking: u for u in engines}
         self.lanes, self.groups, self.fire_pass, self.pipeline_latency = [], [], [], []
         for unit in engines:
-            channels = (unit.layer.output_shape[0] // unit.layer.groups if unit.kind == "conv"
-                        else unit.layer.out_features)
-            lanes, _ = lanes_and_groups(channels, parallel)
-            per_cycle, fire_pass, _ = _engine_costs(unit, parallel)
-            self.lanes.append(lanes)
-            self.groups.append(per_cycle)
-            self.fire_pass.append(fire_pass)
-            self.pipeline_latency.append(
-                (ConvLIFEngine if unit.kind == "conv" else DenseLIFEngine).pipeline_latency)
+            g = unit.node.geometry(parallel)
+            self.lanes.append(g.lanes)
+            self.groups.append(g.groups)
+            self.fire_pass.append(g.fire_words)
+            self.pipeline_latency.append(g.pipeline_latency)
         self.output_shape = engines[-1].out_shape
         self.count_bits = unsigned_bits(qnet.timesteps)
         n_out = shape_size(self.output_shape)
@@ -382,7 +264,7 @@ class NetworkTop(wiring.Component):
         for k in self.weight_memories:
             depth, lanes = self.weight_words(k).shape
             members[f"weights_{k}"] = In(load_signature(
-                depth, lanes * self._engine_units[k].layer.weight_bits))
+                depth, lanes * self._engine_units[k].node.weight_bits))
         members.update({
             "done": Out(1),
             "prediction": Out(address_bits(n_out)),
@@ -518,3 +400,12 @@ class NetworkTop(wiring.Component):
         ]
 
         return m
+
+
+def build_top(qnet: QuantNetwork, parallel: int,
+              weight_memories: Mapping[int, str] | None = None) -> NetworkTop:
+    """The top-level component for ``qnet`` with ``parallel`` lanes per layer (capped per layer:
+    at a dense layer's width, at a convolution's ``C_out / groups``); ``weight_memories``
+    names the layers whose weights are loaded at run time (``NetworkTop``)."""
+    plan_units(qnet)  # refuse an unrealisable network before any hardware object exists
+    return NetworkTop(qnet, parallel, weight_memories=weight_memories)

@@ -1,0 +1,178 @@
+"""The convolution kind: a 2-D convolution (dilation 1, any groups) and its LIF neurons.
+
+Float node ``Conv2d``, integer node ``QuantConv2d``, engine
+``hardware.conv.ConvLIFEngine``: an input event scatters its kernel over the output
+positions it reaches (only in-range taps cost cycles), ``P`` output channels per cycle.
+Neuron parameters are per output channel: every position of a channel shares them, which
+is what lets a lane of the hardware serve one channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from amaranth.lib import wiring
+
+from ..hardware.conv import ConvLIFEngine, check_conv, conv_weight_words
+from ..hardware.lanes import lanes_and_groups
+from ..hardware.memories import MemorySpec
+from ..hardware.tokens import is_map
+from ..ir import Leak, LIFNeurons, Pair, ResetMode, Shape3, conv_output_size
+from ..widths import address_bits
+from .base import EngineGeometry, Stream, Unit
+from .lif import FloatSynapticLIF, SynapticLIF
+
+
+class _ConvShape:
+    """Kernel and output shape of a convolution, shared by both forms."""
+
+    weight: np.ndarray
+    input_shape: Shape3
+    stride: Pair
+    padding: Pair
+
+    @property
+    def kernel(self) -> Pair:
+        return int(self.weight.shape[2]), int(self.weight.shape[3])
+
+    @property
+    def output_shape(self) -> Shape3:
+        _, h, w = self.input_shape
+        return (int(self.weight.shape[0]),
+                conv_output_size(h, self.kernel[0], self.stride[0], self.padding[0]),
+                conv_output_size(w, self.kernel[1], self.stride[1], self.padding[1]))
+
+    def per_neuron(self, values: torch.Tensor) -> torch.Tensor:
+        return values.view(-1, 1, 1)  # per output channel, broadcast over H, W
+
+
+@dataclass
+class Conv2d(_ConvShape, FloatSynapticLIF):
+    """A 2-D convolution (dilation 1) followed by its spiking neurons.
+
+    Neuron parameters are per output channel (``neurons`` arrays of length ``C_out``).
+    """
+
+    type_name: ClassVar[str] = "conv2d"
+
+    name: str
+    weight: np.ndarray  # [C_out, C_in / groups, kh, kw] float32
+    bias: np.ndarray  # [C_out] float32
+    neurons: LIFNeurons
+    input_shape: Shape3  # (C_in, H, W)
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+    groups: int = 1
+
+    def float_current(self, x, weight, bias):
+        return F.conv2d(x, weight, bias, self.stride, self.padding, (1, 1), self.groups)
+
+    def quantized(self, **common) -> QuantConv2d:
+        return QuantConv2d(**common, input_shape=self.input_shape, stride=self.stride,
+                           padding=self.padding, groups=self.groups)
+
+
+@dataclass
+class QuantConv2d(_ConvShape, SynapticLIF):
+    """Integer form of ``Conv2d``; per-channel arrays have length ``C_out``."""
+
+    type_name: ClassVar[str] = "quant_conv2d"
+    unit_stem: ClassVar[str] = "conv"
+    report_type: ClassVar[str] = "conv2d_lif"
+    control_lut: ClassVar[int] = 700
+
+    name: str
+    weight: np.ndarray  # [C_out, C_in / groups, kh, kw] int64
+    bias: np.ndarray  # [C_out] int64
+    threshold: np.ndarray  # [C_out] int64, >= 1
+    leak: Leak
+    reset: ResetMode
+    weight_bits: int
+    state_bits: int
+    acc_bits: int
+    scale_exp: np.ndarray  # [C_out] int64
+    input_shape: Shape3
+    stride: Pair = (1, 1)
+    padding: Pair = (0, 0)
+    groups: int = 1
+    input_max: int = 1  # largest input value per address and timestep (see QuantDense)
+
+    @property
+    def input_size(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    @property
+    def golden_input_shape(self) -> tuple[int, ...]:
+        return tuple(self.input_shape)
+
+    @property
+    def channels_per_group(self) -> int:
+        """Output channels one input channel reaches (``C_out / groups``)."""
+        return self.output_shape[0] // self.groups
+
+    # ---- golden model
+
+    def synaptic_input(self, x: torch.Tensor) -> torch.Tensor:
+        w = torch.from_numpy(self.weight).double()
+        out = F.conv2d(x.double(), w, stride=self.stride, padding=self.padding, groups=self.groups)
+        return out.round().long()
+
+    def event_fanout(self, events: torch.Tensor) -> torch.Tensor:
+        ones = torch.ones(self.weight.shape, dtype=torch.float64)
+        taps = F.conv2d(events.double(), ones, stride=self.stride, padding=self.padding, groups=self.groups)
+        return taps.sum(dim=(1, 2, 3)).round().long()
+
+    def max_fanout(self) -> int:
+        kh, kw = self.kernel
+        reach = -(-kh // self.stride[0]) * -(-kw // self.stride[1])
+        return reach * self.channels_per_group
+
+    # ---- hardware
+
+    def geometry(self, parallel: int) -> EngineGeometry:
+        _, h, w = self.output_shape
+        lanes, groups = lanes_and_groups(self.channels_per_group, parallel)
+        return EngineGeometry(lanes, groups, self.channels_per_group, h * w * self.groups * groups,
+                              ConvLIFEngine.pipeline_latency, ConvLIFEngine.default_queue_depth + 2,
+                              ConvLIFEngine.decode_latency)
+
+    def weight_words(self, parallel: int) -> np.ndarray:
+        return conv_weight_words(self, parallel)
+
+    def neuron_blocks(self) -> int:
+        return self.groups
+
+    def queue_memory(self, g: EngineGeometry) -> MemorySpec:
+        c_out, h, w = self.output_shape
+        return MemorySpec(self.name, "spike queue", g.queue_words + 1,
+                          address_bits(c_out) + address_bits(h) + address_bits(w) + g.lanes + 2,
+                          initialised=False, read_write=True)
+
+    def plan_hardware(self, stream: Stream) -> tuple[list[Unit], Stream]:
+        shape = stream.shape
+        if not is_map(shape) or tuple(shape) != tuple(self.input_shape):
+            raise ValueError(f"layer {self.name!r} takes a {tuple(self.input_shape)} map but is fed {shape}")
+        check_conv(self, stream.input_max)
+        unit = Unit(self, shape, tuple(self.output_shape), stream.value_bits, stream.input_max, stream.spiking)
+        return [unit], stream.to(shape=tuple(self.output_shape), value_bits=0, input_max=1,
+                                 spiking=stream.spiking + 1)
+
+    def build_unit(self, unit: Unit, parallel: int, weight_target: str | None) -> wiring.Component:
+        return ConvLIFEngine(self, parallel, input_bits=max(1, unit.value_bits), input_max=unit.input_max,
+                             weight_target=weight_target)
+
+    def report_extra(self) -> dict:
+        return {"kernel": list(self.kernel), "stride": list(self.stride), "padding": list(self.padding),
+                "conv_groups": self.groups}
+
+    def bench_label(self) -> str:
+        kind = f"conv{self.kernel[0]}x{self.kernel[1]}"
+        if self.groups > 1 and self.groups == self.input_shape[0]:
+            kind = "depthwise " + kind
+        elif self.groups > 1:
+            kind += f" g{self.groups}"
+        return kind + (f" s{self.stride[0]}" if self.stride[0] > 1 else "")

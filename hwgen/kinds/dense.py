@@ -1,0 +1,159 @@
+"""The dense kind: a fully-connected synapse layer followed by its LIF neurons.
+
+Float node ``Dense`` (frontends), integer node ``QuantDense`` (quantizer, golden model,
+``hardware.dense.DenseLIFEngine``). An input event ``j`` adds weight column ``j`` into the
+membranes, ``P`` neurons per cycle; the fire pass walks the ``G`` membrane words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from amaranth.lib import wiring
+
+from ..hardware.dense import DenseLIFEngine, check_accumulator, dense_weight_words
+from ..hardware.lanes import lanes_and_groups
+from ..hardware.memories import MemorySpec
+from ..hardware.tokens import is_map, shape_size
+from ..ir import Leak, LIFNeurons, ResetMode
+from ..widths import address_bits
+from .base import EngineGeometry, Stream, Unit
+from .flatten import Flatten
+from .lif import FloatSynapticLIF, SynapticLIF
+
+
+@dataclass
+class Dense(FloatSynapticLIF):
+    """A fully-connected synapse layer followed by its spiking neurons."""
+
+    type_name: ClassVar[str] = "dense"
+
+    name: str
+    weight: np.ndarray  # [out, in] float32
+    bias: np.ndarray  # [out] float32 (zeros when the source had none)
+    neurons: LIFNeurons
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def output_shape(self) -> tuple[int]:
+        return (self.out_features,)
+
+    def per_neuron(self, values: torch.Tensor) -> torch.Tensor:
+        return values
+
+    def float_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1) if x.ndim != 2 else x
+
+    def float_current(self, x, weight, bias):
+        return F.linear(x, weight, bias)
+
+    def quantized(self, **common) -> QuantDense:
+        return QuantDense(**common)
+
+
+@dataclass
+class QuantDense(SynapticLIF):
+    """Integer form of ``Dense``: every number the hardware stores or computes with."""
+
+    type_name: ClassVar[str] = "quant_dense"
+    unit_stem: ClassVar[str] = "dense"
+    report_type: ClassVar[str] = "dense_lif"
+    control_lut: ClassVar[int] = 750
+
+    name: str
+    weight: np.ndarray  # [out, in] int64, each within ``weight_bits`` signed
+    bias: np.ndarray  # [out] int64
+    threshold: np.ndarray  # [out] int64, >= 1
+    leak: Leak
+    reset: ResetMode
+    weight_bits: int
+    state_bits: int  # membrane saturates to this signed width between timesteps
+    acc_bits: int  # width that holds every partial sum within a timestep, never wraps
+    scale_exp: np.ndarray  # [out] int64: weight_int = round(weight_float * 2**scale_exp)
+    # Largest input value per address and timestep: 1 for spikes, k*k after a k x k sum
+    # pool, 2**input_bits - 1 for direct multi-bit input. Sizes acc_bits.
+    input_max: int = 1
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def output_shape(self) -> tuple[int]:
+        return (self.out_features,)
+
+    @property
+    def input_size(self) -> int:
+        return self.in_features
+
+    @property
+    def golden_input_shape(self) -> tuple[int, ...]:
+        return (self.in_features,)
+
+    # ---- golden model
+
+    def per_neuron(self, values: torch.Tensor) -> torch.Tensor:
+        return values
+
+    def golden_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1)
+
+    def synaptic_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ torch.from_numpy(self.weight).T
+
+    def event_fanout(self, events: torch.Tensor) -> torch.Tensor:
+        return events.reshape(events.shape[0], -1).sum(dim=1) * self.out_features
+
+    def max_fanout(self) -> int:
+        return self.out_features
+
+    # ---- hardware
+
+    def geometry(self, parallel: int) -> EngineGeometry:
+        lanes, groups = lanes_and_groups(self.out_features, parallel)
+        # The dense spike queue holds a whole fire pass (G + 2 entries).
+        return EngineGeometry(lanes, groups, self.out_features, groups, DenseLIFEngine.pipeline_latency,
+                              groups + 2, 0)
+
+    def weight_words(self, parallel: int) -> np.ndarray:
+        return dense_weight_words(self, parallel)
+
+    def queue_memory(self, g: EngineGeometry) -> MemorySpec:
+        # a whole fire pass of group masks (hardware/spike_queue.py)
+        return MemorySpec(self.name, "spike queue", g.groups + 1,
+                          address_bits(self.out_features) + g.lanes + 2, initialised=False, read_write=True)
+
+    def plan_hardware(self, stream: Stream) -> tuple[list[Unit], Stream]:
+        units = []
+        shape = stream.shape
+        if is_map(shape):  # the golden model flattens implicitly too
+            units.append(Unit(Flatten(f"{self.name}_flatten", tuple(shape)), shape, shape_size(shape),
+                              stream.value_bits))
+            shape = shape_size(shape)
+        if shape != self.in_features:
+            raise ValueError(f"layer {self.name!r} takes {self.in_features} inputs but is fed {shape}")
+        check_accumulator(self, self.weight, stream.input_max)
+        units.append(Unit(self, shape, self.out_features, stream.value_bits, stream.input_max, stream.spiking))
+        return units, stream.to(shape=self.out_features, value_bits=0, input_max=1, spiking=stream.spiking + 1)
+
+    def build_unit(self, unit: Unit, parallel: int, weight_target: str | None) -> wiring.Component:
+        return DenseLIFEngine(self, parallel, input_bits=max(1, unit.value_bits), input_max=unit.input_max,
+                              weight_target=weight_target)
+
+    def bench_label(self) -> str:
+        return "dense"

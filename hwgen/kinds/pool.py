@@ -1,0 +1,149 @@
+"""The pooling kinds: sum pooling and max pooling of spike maps.
+
+Neither holds a neuron or a parameter, so one node class serves both forms. Sum pooling
+gives counts (a window's count ``n`` reaches the next layer as ``n`` events,
+``hardware.pool.SumPoolRemap``); max pooling of 0/1 spikes is an OR per window and
+timestep (``hardware.pool.MaxPoolDedup``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from amaranth.lib import wiring
+
+from ..errors import HwgenError
+from ..hardware.conv import axis_taps
+from ..hardware.memories import MemorySpec
+from ..hardware.pool import MaxPoolDedup, SumPoolRemap
+from ..hardware.tokens import is_map
+from ..ir import Node, Pair, Shape3, conv_output_size
+from ..quant_rules import QuantOptions
+from .base import Flow, Stream, Unit
+
+
+@dataclass
+class SumPool2d(Node):
+    """Sum of the spikes in each window (integers, so the next layer sees counts)."""
+
+    type_name: ClassVar[str] = "sum_pool2d"
+    unit_stem: ClassVar[str] = "sum_pool"
+    #: LUTs of the remap's control, fitted to nextpnr (hwgen.devices.estimate_logic)
+    control_lut: ClassVar[int] = 150
+
+    name: str
+    input_shape: Shape3
+    kernel: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+
+    @property
+    def output_shape(self) -> Shape3:
+        c, h, w = self.input_shape
+        return (c, conv_output_size(h, self.kernel[0], self.stride[0], self.padding[0]),
+                conv_output_size(w, self.kernel[1], self.stride[1], self.padding[1]))
+
+    # ---- float and golden models
+
+    def float_step(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, self.kernel, self.stride, self.padding, ceil_mode=False,
+                            count_include_pad=True, divisor_override=1)
+
+    def window_sums(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.input_shape[0]
+        ones = torch.ones(c, 1, *self.kernel, dtype=torch.float64)
+        return F.conv2d(x.double(), ones, stride=self.stride, padding=self.padding, groups=c).round().long()
+
+    def golden_step(self, x: torch.Tensor) -> torch.Tensor:
+        return self.window_sums(x)
+
+    # ---- quantization
+
+    def quantize(self, opts: QuantOptions, flow: Flow) -> tuple[Node, Flow]:
+        return self, Flow(flow.input_max * self.kernel[0] * self.kernel[1], f"the counts of sum pool '{self.name}'")
+
+    # ---- hardware
+
+    def window_population(self) -> int:
+        """Most input positions inside one window (padding excluded): the largest count."""
+        _, h, w = self.input_shape
+        _, h_out, w_out = self.output_shape
+        rows = [0] * h_out
+        for _, n, first in axis_taps(h, self.kernel[0], self.stride[0], self.padding[0], h_out):
+            for i in range(n):
+                rows[first - i] += 1
+        cols = [0] * w_out
+        for _, n, first in axis_taps(w, self.kernel[1], self.stride[1], self.padding[1], w_out):
+            for i in range(n):
+                cols[first - i] += 1
+        return max(rows) * max(cols)
+
+    def next_input_max(self, input_max: int) -> int:
+        return input_max * self.window_population()
+
+    def plan_hardware(self, stream: Stream) -> tuple[list[Unit], Stream]:
+        shape = stream.shape
+        if not is_map(shape) or tuple(shape) != tuple(self.input_shape):
+            raise ValueError(f"pool {self.name!r} takes a {tuple(self.input_shape)} map but is fed {shape}")
+        if stream.value_bits:
+            raise ValueError(f"pool {self.name!r} would pool direct {stream.input_bits}-bit input; "
+                             f"the hardware pools spikes only (docs/semantics.md)")
+        unit = Unit(self, shape, tuple(self.output_shape))
+        return [unit], stream.to(shape=tuple(self.output_shape), input_max=self.next_input_max(stream.input_max))
+
+    def build_unit(self, unit: Unit, parallel: int, weight_target: str | None) -> wiring.Component:
+        return SumPoolRemap(self)
+
+    def unit_latency(self, unit: Unit) -> int:
+        return SumPoolRemap.latency
+
+    def memories(self, parallel: int, weight_target: str | None = None) -> list[MemorySpec]:
+        return []
+
+    def logic_estimate(self, parallel: int, device_key: str, logic: dict) -> tuple[int, int, int]:
+        return self.control_lut, self.control_lut // 2, 0
+
+    def report_entry(self, parallel: int) -> dict:
+        return {"name": self.name, "type": self.type_name, "in": list(self.input_shape),
+                "out": list(self.output_shape), "kernel": list(self.kernel), "stride": list(self.stride)}
+
+
+@dataclass
+class MaxPool2d(SumPool2d):
+    """Max of the spikes in each window: a logical OR per window and timestep."""
+
+    type_name: ClassVar[str] = "max_pool2d"
+    unit_stem: ClassVar[str] = "max_pool"
+
+    def float_step(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, self.kernel, self.stride, self.padding)
+
+    def golden_step(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.window_sums(x) > 0).long()
+
+    def quantize(self, opts: QuantOptions, flow: Flow) -> tuple[Node, Flow]:
+        # golden and the hardware max-pool as an OR of 0/1 values; on counts or multi-bit
+        # values that is not a max.
+        if flow.input_max > 1:
+            raise HwgenError(f"layer '{self.name}': MaxPool2d on {flow.carries} (values up to "
+                             f"{flow.input_max}); hwgen max-pools 0/1 spikes only (an OR per "
+                             "window): put the max pool directly after a neuron")
+        return self, flow
+
+    def next_input_max(self, input_max: int) -> int:
+        return 1
+
+    def build_unit(self, unit: Unit, parallel: int, weight_target: str | None) -> wiring.Component:
+        return MaxPoolDedup(self)
+
+    def unit_latency(self, unit: Unit) -> int:
+        return MaxPoolDedup.latency
+
+    def memories(self, parallel: int, weight_target: str | None = None) -> list[MemorySpec]:
+        c, h, w = self.output_shape
+        # two bitmaps of C*H rows of W bits, cleared in turn (hardware/pool.py)
+        return [MemorySpec(self.name, f"window bitmap {bank}", c * h, w, initialised=False, read_write=True)
+                for bank in range(2)]
