@@ -33,7 +33,7 @@ from amaranth.hdl import Elaboratable, Module
 
 from .devices import DEVICES, board_fit
 from .errors import HwgenError
-from .outdir import write_atomic
+from .design import load_design, write_atomic
 
 Progress = Callable[[str], None]
 
@@ -199,8 +199,6 @@ def _run(tool: str, argv: list[str], cwd: Path, env: dict, log: Path) -> float:
 def build(out: Path, board: str, progress: Progress = _quiet, seed: int = SEED) -> dict:
     """Build the bitstream of ``out`` for ``board``; returns (and writes) the build report."""
     from boards import get_board
-
-    from .pipeline import load_design
 
     start = time.monotonic()
     board_cls = get_board(board)

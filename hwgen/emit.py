@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Mapping
-from pathlib import Path
 
-import numpy as np
 from amaranth.back import verilog
 
 from . import __version__
-from .hardware.top import build_top, packed_weights
-from .ir import Network, QuantNetwork
+from .hardware.top import build_top
+from .ir import QuantNetwork
 from .kinds import to_json
 
 TOP_NAME = "hwgen_top"
@@ -50,20 +47,3 @@ def verilog_text(qnet: QuantNetwork, parallel: int,
                    + ", ".join(f"layer {k} ({t})" for k, t in sorted(weight_memories.items()))
                    + "; words in weights_K.npy\n")
     return header + body
-
-
-def write_outputs(out: Path, net: Network, qnet: QuantNetwork, parallel: int, report: dict,
-                  markdown: str, data: dict[str, np.ndarray] | None,
-                  weight_memories: Mapping[int, str] | None = None) -> None:
-    """Write every artefact of ``hwgen generate`` into ``out`` (a staging folder); with
-    run-time-loaded weights also ``weights_K.npy``, the packed words the host loads."""
-    (out / f"{TOP_NAME}.v").write_text(verilog_text(qnet, parallel, weight_memories))
-    if weight_memories:
-        for k, words in packed_weights(qnet, parallel, weight_memories).items():
-            np.save(out / f"weights_{k}.npy", words)
-    (out / "model.json").write_text(to_json(qnet))
-    (out / "float_model.json").write_text(to_json(net))
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "report.md").write_text(markdown)
-    if data:
-        np.savez_compressed(out / "data.npz", **data)

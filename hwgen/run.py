@@ -87,8 +87,8 @@ def run_on_board(out: Path, port: str, inputs: str, baud: int = DEFAULT_BAUD,
     golden model; write ``OUT/run_report.json`` and return the report."""
     from . import golden
     from .emit import model_hash
-    from .outdir import write_atomic
-    from .pipeline import load_design, sim_inputs
+    from .design import load_design, write_atomic
+    from .pipeline import sim_inputs
 
     out = Path(out)
     design = load_design(out)

@@ -25,7 +25,8 @@ from hwgen.cli import main
 from hwgen.devices import board_fit
 from hwgen.errors import HwgenError
 from hwgen.flash import openfpgaloader
-from hwgen.pipeline import GenerateOptions, generate, load_design
+from hwgen.design import load_design
+from hwgen.pipeline import GenerateOptions, generate
 from hwgen.quantize import QuantOptions
 
 CNN = Path(__file__).parent / "fixtures" / "cnn_sinabs.nir"

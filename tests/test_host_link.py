@@ -36,7 +36,7 @@ from hwgen.hardware.uart import UARTReceiver, UARTTransmitter, uart_divisor
 from hwgen.host import (CMD_INFO, CMD_LOAD, CMD_READ, CMD_START, END, ESC, BoardError, BoardInfo,
                         FrameDecoder, FrameError, HostLink, crc8, encode_frame, parse_reply,
                         sample_tokens, token_bytes, token_fields)
-from hwgen.pipeline import load_design
+from hwgen.design import load_design
 from hwgen.simulate import run_rtl, simulated_board
 from hwgen.testing import random_conv_network
 

@@ -228,7 +228,7 @@ def test_mnist_scale_network_runs_on_the_simulated_icebreaker(mnist_icebreaker, 
     """The 784-128-10 design as built for the iCEBreaker (weights in SPRAM): `hwgen run`
     uploads its 100 kB of weights over the simulated UART, then runs rate-coded inputs; the
     readouts are the golden model's (about 2 minutes: the upload is 8 M simulated cycles)."""
-    from hwgen.pipeline import load_design
+    from hwgen.design import load_design
 
     design = load_design(mnist_icebreaker)
     baud = 3_000_000  # clock / 4, the fastest the UART takes: the upload dominates this test

@@ -24,7 +24,8 @@ from .. import __version__, golden
 from ..devices import board_fit, weight_plan
 from ..dse import LOGIC_HEADROOM
 from ..errors import HwgenError
-from ..pipeline import event_driven_bounds, load_design
+from ..design import load_design
+from ..pipeline import event_driven_bounds
 from ..quantize import QuantOptions, quantize
 from ..testing import random_conv_network, random_quant_network, random_spikes
 from . import papers
