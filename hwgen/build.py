@@ -6,7 +6,7 @@ Steps (each a line of progress):
 2. fit check from the IR and the board's capacities (``hwgen.devices.board_fit``): a design
    that cannot fit stops here with the resource, what is needed, what the board has and
    what would help, before any tool runs;
-3. elaborate the board top: the host-link UART board top (``hwgen.hardware.board_top``,
+3. elaborate the board top: the host-link UART board top (``hwgen.accelerator.board_top``,
    docs/host_link.md) on the board's UART pins and LEDs, with the weight memories that
    ``hwgen generate --board`` planned into SPRAM (``rtl_templates/ice40_spram.v``);
 4. Amaranth's platform build plan (amaranth-boards), run command by command with the YoWASP
@@ -84,7 +84,7 @@ def _pins(m: Module, platform, leds: int):
 
 
 class PlatformTop(Elaboratable):
-    """``hwgen.hardware.board_top.BoardTop`` (the accelerator behind the host-link UART) on the
+    """``hwgen.accelerator.board_top.BoardTop`` (the accelerator behind the host-link UART) on the
     board's pins: its UART resource and its LEDs."""
 
     def __init__(self, core, leds: int):
@@ -104,7 +104,7 @@ class PlatformTop(Elaboratable):
 def board_top(platform, qnet, parallel: int, weight_memories=None) -> tuple[Elaboratable, str]:
     """The toplevel for ``platform`` and what it is, for the report: the host-link board top
     (with ``weight_memories`` loaded over it at run time)."""
-    from .hardware.board_top import DEFAULT_BAUD, BoardTop
+    from .accelerator.board_top import DEFAULT_BAUD, BoardTop
 
     leds = platform.led_count()
     core = BoardTop(qnet, parallel, platform.clock_hz, leds=leds, weight_memories=weight_memories)
@@ -116,10 +116,10 @@ def board_top_memories(qnet) -> list:
     built yet): the host link's sample buffer and its UART receive FIFO."""
     from .devices import Memory
     from .hardware.tokens import token_layout
-    from .hardware.top import plan_units
+    from .accelerator.top import plan_units
 
     try:
-        from .hardware.board_top import default_buffer_depth
+        from .accelerator.board_top import default_buffer_depth
     except ImportError:
         return []
     _, shape, value_bits = plan_units(qnet)

@@ -22,7 +22,7 @@ import numpy as np
 from .arrays import load_npz
 from .emit import TOP_NAME, verilog_text
 from .errors import HwgenError
-from .hardware.top import packed_weights
+from .accelerator.top import packed_weights
 from .ir import Network, QuantNetwork
 from .kinds import from_json, to_json
 

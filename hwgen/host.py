@@ -1,7 +1,7 @@
 """The host side of the board link: frames, the sample encoding and ``HostLink`` on pyserial.
 
 The protocol is documented in docs/host_link.md; the board side is
-``hwgen.hardware.board_top.BoardTop``. This module imports neither torch nor Amaranth (only
+``hwgen.accelerator.board_top.BoardTop``. This module imports neither torch nor Amaranth (only
 numpy and pyserial), so it runs on a board's host machine with a minimal install::
 
     from hwgen.host import HostLink

@@ -19,7 +19,7 @@ from .arrays import load_npy, load_npz
 from .design import (SIM_BUILD, SIM_REPORT, VERILOG, LoadedDesign, check_replaceable, load_design,  # noqa: F401
                      write_atomic, write_design)
 from .dse import choose
-from .emit import model_hash
+from .accelerator.identity import model_hash
 from .errors import HwgenError
 from .events import load_event_samples
 from .frontend import import_torch, load_torch_model

@@ -1,7 +1,7 @@
 """``hwgen run OUT --port PORT --inputs FILE.npy``: inferences on a board, checked against the
 golden model.
 
-The board runs the board top of OUT's design (``hwgen.hardware.board_top``) and is reached
+The board runs the board top of OUT's design (``hwgen.accelerator.board_top``) and is reached
 through ``hwgen.host.HostLink``; before any sample is sent, the design hash the board
 reports (INFO) must be OUT's (``hwgen.emit.model_hash``). A design whose weights are loaded
 at run time (``hwgen generate --board``, weights in SPRAM) gets them next, from
@@ -86,7 +86,7 @@ def run_on_board(out: Path, port: str, inputs: str, baud: int = DEFAULT_BAUD,
     """Run every sample of ``inputs`` (``.npy``) on the board at ``port``; compare with the
     golden model; write ``OUT/run_report.json`` and return the report."""
     from . import golden
-    from .emit import model_hash
+    from .accelerator.identity import model_hash
     from .design import load_design, write_atomic
     from .pipeline import sim_inputs
 

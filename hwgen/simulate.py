@@ -457,7 +457,7 @@ class BoardSim:
 def simulated_board(verilog: Path, divisor: int, simulator: str = "verilator",
                     build_dir: Path = Path("build/board_sim"), start_timeout: float = 60.0,
                     idle_timeout: float = 600.0, libraries: dict[str, str] | None = None):
-    """Simulate ``verilog`` (a ``hwgen_board``, see ``hwgen.hardware.board_top``) under
+    """Simulate ``verilog`` (a ``hwgen_board``, see ``hwgen.accelerator.board_top``) under
     cocotb (``sim/tb_board.py``) as a serial device on a local TCP port; yields a
     ``BoardSim``.
 

@@ -145,7 +145,7 @@ def batch_verilog(cases: list[NetworkCase]) -> tuple[str, list[list[str]]]:
     """The batch's Verilog and, per network, the names of its stall links."""
     from amaranth.back import verilog
 
-    from .hardware.stall import BatchTop
+    from .accelerator.batch_top import BatchTop
 
     top = BatchTop([c.qnet for c in cases], [c.parallel for c in cases])
     return (verilog.convert(top, name=TOPLEVEL, emit_src=False),

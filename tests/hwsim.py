@@ -18,7 +18,7 @@ from amaranth.sim import Simulator
 
 from hwgen import golden
 from hwgen.hardware.tokens import pack_token, token_layout, unpack_token
-from hwgen.hardware.top import NetworkTop, build_top
+from hwgen.accelerator.top import NetworkTop, build_top
 from hwgen.hardware.tokens import is_map, shape_size
 from hwgen.ir import QuantNetwork
 
@@ -306,7 +306,7 @@ def verilog_under_hash_seeds(build: str, parallel: int, seeds=("1", "2")) -> set
     iteration orders change with the seed, the text must not (one text in the set)."""
     script = ("import sys\n"
               "from amaranth.back import verilog\n"
-              "from hwgen.hardware.top import build_top\n"
+              "from hwgen.accelerator.top import build_top\n"
               f"{build}\n"
               f"sys.stdout.write(verilog.convert(build_top(qnet, {parallel}), name='hwgen_top',"
               " emit_src=False))\n")

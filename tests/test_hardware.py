@@ -20,7 +20,7 @@ from hwgen import golden
 from hwgen.hardware.dense import DenseLIFEngine
 from hwgen.hardware.readout import Readout
 from hwgen.hardware.tokens import pack_token, token_layout, unpack_token
-from hwgen.hardware.top import build_top
+from hwgen.accelerator.top import build_top
 from hwgen.ir import Leak, QuantNetwork
 from hwgen.kinds import Flatten
 from hwgen.testing import random_quant_network, random_spikes

@@ -19,7 +19,7 @@ from hwgen import golden
 from hwgen.hardware.conv import ConvLIFEngine, conv_tap_counts
 from hwgen.hardware.pool import FlattenRemap, MaxPoolDedup, SumPoolRemap
 from hwgen.hardware.tokens import pack_token, shape_size, token_layout, unpack_token
-from hwgen.hardware.top import build_top, network_activity
+from hwgen.accelerator.top import build_top, network_activity
 from hwgen.ir import Leak, QuantNetwork
 from hwgen.kinds import MaxPool2d, SumPool2d
 from hwgen.testing import random_conv_network, random_spikes

@@ -29,9 +29,9 @@ from amaranth.sim import Simulator
 from hwgen import golden, host
 from hwgen.cli import main
 from hwgen.errors import HwgenError
-from hwgen.emit import model_hash
+from hwgen.accelerator.identity import model_hash
 from hwgen.hardware.tokens import pack_token, token_layout
-from hwgen.hardware.board_top import board_info, board_verilog_text, crc8_next
+from hwgen.accelerator.board_top import board_info, board_verilog_text, crc8_next
 from hwgen.hardware.uart import UARTReceiver, UARTTransmitter, uart_divisor
 from hwgen.host import (CMD_INFO, CMD_LOAD, CMD_READ, CMD_START, END, ESC, BoardError, BoardInfo,
                         FrameDecoder, FrameError, HostLink, crc8, encode_frame, parse_reply,

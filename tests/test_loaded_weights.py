@@ -20,10 +20,10 @@ from hwgen import golden, host
 from hwgen.cli import main
 from hwgen.emit import verilog_text
 from hwgen.errors import HwgenError
-from hwgen.hardware.top import NetworkTop
-from hwgen.hardware.board_top import board_info, board_verilog_text
+from hwgen.accelerator.top import NetworkTop
+from hwgen.accelerator.board_top import board_info, board_verilog_text
 from hwgen.hardware.memories import pack_words, spram_blocks
-from hwgen.hardware.top import packed_weights
+from hwgen.accelerator.top import packed_weights
 from hwgen.host import CMD_START, CMD_WEIGHTS, WEIGHTS_HEADER, BoardError, HostLink, crc8
 from hwgen.simulate import run_rtl, simulated_board, weight_memory_sources
 from hwgen.testing import random_conv_network, random_quant_network, random_spikes

@@ -45,7 +45,7 @@ SLOW_CASES = {
 def make_verilog(qnet, parallel: int, path: Path) -> Path:
     from amaranth.back import verilog
 
-    from hwgen.hardware.top import build_top
+    from hwgen.accelerator.top import build_top
 
     path.write_text(verilog.convert(build_top(qnet, parallel), name="hwgen_top", emit_src=False))
     return path

@@ -21,15 +21,21 @@ from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from ..hardware.conv import conv_tap_counts
+from ..hardware.memories import load_signature, pack_words
+from ..hardware.pool import FlattenRemap, flatten_is_identity
+from ..hardware.readout import Readout
+from ..hardware.stall import StallPoint
+from ..hardware.tokens import (
+    StreamShape,
+    is_map,
+    shape_size,
+    token_layout,
+    token_signature,
+)
 from ..ir import QuantNetwork
 from ..kinds import Stream, Unit
 from ..widths import address_bits, unsigned_bits
-from .conv import conv_tap_counts
-from .memories import load_signature, pack_words
-from .pool import FlattenRemap, flatten_is_identity
-from .readout import Readout
-from .stall import StallPoint
-from .tokens import StreamShape, is_map, shape_size, token_layout, token_signature
 
 __all__ = ["NetworkTop", "Unit", "build_top", "estimate_cycles", "network_activity", "packed_weights", "plan_units",
            "tap_signature"]

@@ -44,15 +44,37 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..host import (CMD_INFO, CMD_LOAD, CMD_READ, CMD_START, CMD_WEIGHTS, E_BAD_SAMPLE,
-                    E_BAD_WEIGHTS, E_CRC, E_LENGTH, E_NO_RESULT, E_NO_SAMPLE, E_NO_WEIGHTS,
-                    E_TOO_BIG, E_UNKNOWN, END, ESC, ESC_END, ESC_ESC, OK, PROTOCOL_VERSION,
-                    WEIGHTS_HEADER, BoardInfo, WeightMemory)
+from ..hardware.tokens import is_map, shape_size, token_layout
+from ..hardware.uart import UARTReceiver, UARTTransmitter, uart_divisor
+from ..host import (
+    CMD_INFO,
+    CMD_LOAD,
+    CMD_READ,
+    CMD_START,
+    CMD_WEIGHTS,
+    E_BAD_SAMPLE,
+    E_BAD_WEIGHTS,
+    E_CRC,
+    E_LENGTH,
+    E_NO_RESULT,
+    E_NO_SAMPLE,
+    E_NO_WEIGHTS,
+    E_TOO_BIG,
+    E_UNKNOWN,
+    END,
+    ESC,
+    ESC_END,
+    ESC_ESC,
+    OK,
+    PROTOCOL_VERSION,
+    WEIGHTS_HEADER,
+    BoardInfo,
+    WeightMemory,
+)
 from ..ir import QuantNetwork
 from ..widths import unsigned_bits
-from .tokens import is_map, shape_size, token_layout
-from .top import NetworkTop, plan_units
-from .uart import UARTReceiver, UARTTransmitter, uart_divisor
+from .identity import model_hash
+from .top import NetworkTop, packed_weights, plan_units
 
 __all__ = ["BoardTop", "SlipEncoder", "board_info", "board_verilog_text", "crc8_next",
            "default_buffer_depth"]
@@ -76,8 +98,6 @@ def board_info(qnet: QuantNetwork, parallel: int, clk_freq_hz: float, baud: int 
     """The INFO reply of ``BoardTop(qnet, parallel, clk_freq_hz, baud, buffer_depth=...,
     weight_memories=...)``, without building any hardware. Raises ``ValueError`` for what the
     board top refuses."""
-    from ..emit import model_hash
-    from .top import packed_weights
 
     units, shape, value_bits = plan_units(qnet)
     engines = [u for u in units if u.spiking is not None]
@@ -582,7 +602,6 @@ def board_verilog_text(qnet: QuantNetwork, parallel: int, clk_freq_hz: float,
     """``BoardTop`` as one Verilog module named ``hwgen_board`` (ports ``clk``, ``rst``,
     ``uart_rx``, ``uart_tx``[, ``leds``])."""
     from .. import __version__
-    from ..emit import model_hash
 
     top = BoardTop(qnet, parallel, clk_freq_hz, baud, **options)
     body = verilog.convert(top, name=BOARD_TOP_NAME, emit_src=False)
