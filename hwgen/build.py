@@ -33,6 +33,7 @@ from amaranth.hdl import Elaboratable, Module
 
 from .devices import DEVICES, board_fit
 from .errors import HwgenError
+from .accelerator.board_top import DEFAULT_BAUD, BoardTop, board_top_memories
 from .design import load_design, write_atomic
 
 Progress = Callable[[str], None]
@@ -104,32 +105,9 @@ class PlatformTop(Elaboratable):
 def board_top(platform, qnet, parallel: int, weight_memories=None) -> tuple[Elaboratable, str]:
     """The toplevel for ``platform`` and what it is, for the report: the host-link board top
     (with ``weight_memories`` loaded over it at run time)."""
-    from .accelerator.board_top import DEFAULT_BAUD, BoardTop
-
     leds = platform.led_count()
     core = BoardTop(qnet, parallel, platform.clock_hz, leds=leds, weight_memories=weight_memories)
     return PlatformTop(core, leds), f"host-link board top (UART {DEFAULT_BAUD} baud, {leds} LEDs)"
-
-
-def board_top_memories(qnet) -> list:
-    """The memories the board top adds to the network's, for the fit check (nothing is
-    built yet): the host link's sample buffer and its UART receive FIFO."""
-    from .devices import Memory
-    from .hardware.tokens import token_layout
-    from .accelerator.top import plan_units
-
-    try:
-        from .accelerator.board_top import default_buffer_depth
-    except ImportError:
-        return []
-    _, shape, value_bits = plan_units(qnet)
-    payload = token_layout(shape, value_bits).size
-    return [Memory("board", "sample buffer", default_buffer_depth(qnet), payload, initialised=False,
-                   read_write=True),
-            Memory("board", "uart rx fifo", RX_FIFO_DEPTH, 8, initialised=False, read_write=True)]
-
-
-RX_FIFO_DEPTH = 128  # BoardTop's default rx_fifo_depth
 
 
 def fit_error(verdict, board_cls, others: dict[str, object], lower_p: dict[int, object]) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .accelerator.board_top import board_top_memories
 from .devices import board_fit, weight_plan
 from .errors import HwgenError
 from .golden import GoldenTrace
@@ -82,8 +83,6 @@ def choose(qnet: QuantNetwork, board: str, activity: GoldenTrace, parallel: int 
     candidate that fits and meets ``latency_us``. Raises ``HwgenError`` naming every
     candidate's problem when none does."""
     from boards import get_board
-
-    from .build import board_top_memories
 
     board_cls = get_board(board)
     device = board_cls.facts.device

@@ -20,7 +20,8 @@ import pytest
 
 from boards import BOARDS, get_board
 from hwgen import digits
-from hwgen.build import NAME, board_top_memories, check_fit
+from hwgen.accelerator.board_top import board_top_memories
+from hwgen.build import NAME, check_fit
 from hwgen.cli import main
 from hwgen.devices import board_fit
 from hwgen.errors import HwgenError

@@ -44,6 +44,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..hardware.memories import MemorySpec
 from ..hardware.tokens import is_map, shape_size, token_layout
 from ..hardware.uart import UARTReceiver, UARTTransmitter, uart_divisor
 from ..host import (
@@ -83,6 +84,7 @@ BOARD_TOP_NAME = "hwgen_board"
 DEFAULT_BAUD = 115200
 # tokens: a rate-coded 28x28 digit over 25 steps (about 15 % active) needs about 2,950
 MAX_DEFAULT_BUFFER = 4096
+RX_FIFO_DEPTH = 128  # bytes received while the board is busy (BoardTop's default)
 WEIGHT_CHUNK_BYTES = 512  # word bytes per WEIGHTS frame: the chunk FIFO, one block RAM
 
 
@@ -90,6 +92,16 @@ def default_buffer_depth(qnet: QuantNetwork) -> int:
     """Tokens in the sample buffer: a whole sample with every input active
     (``T * (N_in + 1)``), at most 4096 (sparse inputs of large maps need far fewer)."""
     return min(qnet.timesteps * (qnet.input_size + 1), MAX_DEFAULT_BUFFER)
+
+
+def board_top_memories(qnet: QuantNetwork) -> list[MemorySpec]:
+    """The memories the board top adds to the network's, for the fit check (nothing is
+    built yet): the host link's sample buffer and its UART receive FIFO, at their defaults."""
+    _, shape, value_bits = plan_units(qnet)
+    payload = token_layout(shape, value_bits).size
+    return [MemorySpec("board", "sample buffer", default_buffer_depth(qnet), payload, initialised=False,
+                       read_write=True),
+            MemorySpec("board", "uart rx fifo", RX_FIFO_DEPTH, 8, initialised=False, read_write=True)]
 
 
 def board_info(qnet: QuantNetwork, parallel: int, clk_freq_hz: float, baud: int = DEFAULT_BAUD,
@@ -191,7 +203,7 @@ class BoardTop(wiring.Component):
 
     def __init__(self, qnet: QuantNetwork, parallel: int, clk_freq_hz: float,
                  baud: int = DEFAULT_BAUD, *, buffer_depth: int | None = None, leds: int = 0,
-                 rx_fifo_depth: int = 128, weight_memories: Mapping[int, str] | None = None):
+                 rx_fifo_depth: int = RX_FIFO_DEPTH, weight_memories: Mapping[int, str] | None = None):
         self.qnet = qnet
         self.parallel = parallel
         self.info = board_info(qnet, parallel, clk_freq_hz, baud, buffer_depth, weight_memories)

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, golden
+from ..accelerator.board_top import board_top_memories
 from ..devices import board_fit, weight_plan
 from ..dse import LOGIC_HEADROOM
-from ..errors import HwgenError
 from ..design import load_design
+from ..errors import HwgenError
 from ..pipeline import event_driven_bounds
 from ..quantize import QuantOptions, quantize
 from ..testing import random_conv_network, random_quant_network, random_spikes
@@ -358,7 +359,6 @@ class Bench:
         built = [*self.results.get("builds", []), self.results.get("auto") or {}]
         builds = {(b["model"], b["parallel"], b["weight_bits"], b["board"]): b
                   for b in built if b.get("ok") and "lut" in b}
-        from ..build import board_top_memories
 
         for key in self.plan.sweep_models:
             model = MODELS[key]
