@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .accelerator.top import network_memories
 from .hardware.memories import MemorySpec, spram_blocks
 from .ir import QuantNetwork
 
@@ -75,17 +76,10 @@ Memory = MemorySpec  # the name the fit check and the board top's list use
 
 def memories(qnet: QuantNetwork, parallel: int,
              weight_memories: Mapping[int, str] | None = None) -> list[Memory]:
-    """The block memories the hardware instantiates, with their shapes; the weights of the
-    spiking layers in ``weight_memories`` are loaded at run time (``"ice40_spram"``: into
-    SPRAM)."""
-    out = []
-    loaded = weight_memories or {}
-    spiking = -1
-    for layer in qnet.layers:
-        if layer.has_neurons:
-            spiking += 1
-        out += layer.memories(parallel, loaded.get(spiking) if layer.has_neurons else None)
-    return out
+    """The memories the hardware instantiates, with their shapes, as the network top lists
+    them (``NetworkTop.memories``); the weights of the spiking layers in ``weight_memories``
+    are loaded at run time (``"ice40_spram"``: into SPRAM)."""
+    return network_memories(qnet, parallel, weight_memories)
 
 
 @dataclass
@@ -108,7 +102,9 @@ def fit(qnet: QuantNetwork, parallel: int, device_key: str) -> Fit:
     placement = []
     blocks = spram = logic_bits = 0
     for mem in sorted(memories(qnet, parallel), key=lambda m: -m.bits):
-        if mem.bits <= SMALL_MEMORY_BITS:
+        if mem.logic_only:  # listed, but its cost is in the control estimate
+            where, count = "logic", 0
+        elif mem.bits <= SMALL_MEMORY_BITS:
             logic_bits += mem.bits
             where, count = "logic", 0
         elif device.spram and spram + SPRAM.blocks(mem.depth, mem.width) <= device.spram:
@@ -174,6 +170,8 @@ def board_fit(qnet: QuantNetwork, parallel: int, device_key: str, extra: list[Me
             where, count = place_like_yosys(mem, device)
         if where == device.block.name:
             blocks += count
+        elif mem.logic_only:  # its cost is in the control estimate
+            pass
         elif where != "SPRAM":
             small["lutram" if where == "LUT RAM" else ("ram" if mem.read_write else "rom")] += mem.bits
         placement.append({"layer": mem.layer, "role": mem.role, "depth": mem.depth, "width": mem.width,
@@ -241,7 +239,10 @@ HAS_LUT_RAM = {"EBR": False, "DP16KD": True, "BSRAM": True}
 
 def place_like_yosys(mem: Memory, device: Device) -> tuple[str, int]:
     """Where Yosys will put ``mem`` on ``device``: (block kind name, blocks), ``("LUT RAM", 0)``
-    or ``("logic", 0)``."""
+    or ``("logic", 0)``. A memory read combinationally (``logic_only``) cannot use a block."""
+    if mem.logic_only:
+        lut_ram = HAS_LUT_RAM[device.block.name] and mem.read_write
+        return ("LUT RAM" if lut_ram else "logic"), 0
     count = device.block.blocks(mem.depth, mem.width)
     options = [(count * BLOCK_COST[device.block.name], device.block.name, count),
                (mem.bits * (1.0 if mem.read_write else 1 / 16), "logic", 0)]

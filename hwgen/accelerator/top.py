@@ -22,7 +22,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..hardware.conv import conv_tap_counts
-from ..hardware.memories import load_signature, pack_words
+from ..hardware.memories import MemorySpec, load_signature, pack_words
 from ..hardware.pool import FlattenRemap, flatten_is_identity
 from ..hardware.readout import Readout
 from ..hardware.stall import StallPoint
@@ -187,6 +187,24 @@ def network_activity(qnet: QuantNetwork, sample) -> tuple[list[list[int]], list[
     return active, fanout, final
 
 
+def start_slots(units: Sequence[Unit]) -> int:
+    """Inferences the cycle counter tracks at once: at most one per unit and register stage."""
+    return 2 * len(units) + 2
+
+
+def network_memories(qnet: QuantNetwork, parallel: int,
+                     weight_memories: Mapping[int, str] | None = None) -> list[MemorySpec]:
+    """Every memory ``NetworkTop(qnet, parallel, weight_memories=...)`` builds: each unit's
+    (its kind says) and the cycle counter's inference start times. The fit check and the
+    reports ask this; tests/test_memories.py holds it against the elaborated design."""
+    units, _, _ = plan_units(qnet)
+    loaded = weight_memories or {}
+    out = [mem for unit in units for mem in unit.memories(parallel, loaded.get(unit.spiking))]
+    out.append(MemorySpec("network", "inference start times", start_slots(units), 32, initialised=False,
+                          read_write=True, logic_only=True))
+    return out
+
+
 def _unit_name(n: int, unit: Unit) -> str:
     """The submodule name of unit ``n`` of the chain (``layerK`` for spiking layer K)."""
     return f"layer{unit.spiking}" if unit.spiking is not None else f"unit{n}_{unit.stem}"
@@ -304,6 +322,10 @@ class NetworkTop(wiring.Component):
         """:func:`packed_weights` of this network's loaded layers."""
         return packed_weights(self.qnet, self.parallel, self.weight_memories)
 
+    def memories(self) -> list[MemorySpec]:
+        """:func:`network_memories` of this top."""
+        return network_memories(self.qnet, self.parallel, self.weight_memories)
+
     def elaborate(self, platform) -> Module:
         m = Module()
 
@@ -328,7 +350,7 @@ class NetworkTop(wiring.Component):
         # stage); when it is full, the first token of a further inference waits.
         now = Signal(32)
         m.d.sync += now.eq(now + 1)
-        m.submodules.starts = starts = SyncFIFO(width=32, depth=2 * len(chain) + 2)
+        m.submodules.starts = starts = SyncFIFO(width=32, depth=start_slots(self.units))
         first = Signal(init=1)  # the next input token opens an inference
         admit = ~first | starts.w_rdy
 

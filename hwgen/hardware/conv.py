@@ -36,8 +36,9 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .dense import check_accumulator
-from .memories import load_signature
-from .lanes import lane_memories, lane_table, lane_values, lanes_and_groups, update_lanes
+from .memories import MemorySpec, load_signature
+from .lanes import (lane_memories, lane_memories_list, lane_table, lane_values, lane_values_memories,
+                    lanes_and_groups, update_lanes)
 from .spike_queue import SpikeQueue, queue_word
 from .tokens import address_layout, token_signature
 
@@ -124,6 +125,25 @@ def conv_weight_words(layer: QuantConv2d, parallel: int) -> np.ndarray:
         block = layer.weight[cg * cog:(cg + 1) * cog, local]  # [C_out_g, kh, kw]
         words[ci, :, :, :cog] = np.transpose(block, (1, 2, 0))
     return words.reshape(c_in * kh * kw * G, P)
+
+
+def event_layout(layer: QuantConv2d, parallel: int, input_bits: int) -> data.StructLayout:
+    """An event as ``ConvLIFEngine``'s decode stage buffers it for the walker."""
+    c_in, h, w = (int(d) for d in layer.input_shape)
+    _, h_out, w_out = (int(d) for d in layer.output_shape)
+    kh, kw = layer.kernel
+    _, groups = lanes_and_groups(layer.output_shape[0] // layer.groups, parallel)
+    y_count = [n for _, n, _ in axis_taps(h, kh, layer.stride[0], layer.padding[0], h_out)]
+    x_count = [n for _, n, _ in axis_taps(w, kw, layer.stride[1], layer.padding[1], w_out)]
+    return data.StructLayout({
+        "tick": 1,
+        "last": 1,
+        "value": input_bits,
+        "w": range(c_in * kh * kw * groups),  # the first tap's first weight word
+        "m": range(h_out * w_out * layer.groups * groups),  # the first tap's first membrane word
+        "ny_last": range(max(max(y_count), 1)),  # taps per row and rows of taps, minus one
+        "nx_last": range(max(max(x_count), 1)),
+    })
 
 
 class ConvLIFEngine(wiring.Component):
@@ -232,6 +252,25 @@ class ConvLIFEngine(wiring.Component):
 
     # ------------------------------------------------------------------------- tables
 
+    @classmethod
+    def memories_for(cls, layer: QuantConv2d, parallel: int, input_bits: int = 1,
+                     weight_target: str | None = None, queue_depth: int | None = None,
+                     event_buffer: int = 4) -> list[MemorySpec]:
+        """The memories :meth:`elaborate` builds with these arguments, for the fit check and the
+        reports (without building anything)."""
+        P, G = lanes_and_groups(layer.output_shape[0] // layer.groups, parallel)
+        _, h_out, w_out = layer.output_shape
+        kh, kw = layer.kernel
+        words = h_out * w_out * layer.groups * G
+        queue = max(1, cls.default_queue_depth if queue_depth is None else queue_depth)
+        return [*lane_memories_list(layer, P, layer.input_shape[0] * kh * kw * G, words, weight_target),
+                *lane_values_memories(layer.name, "thresholds", lane_table(layer.threshold, P, G, layer.groups)),
+                *lane_values_memories(layer.name, "biases", lane_table(layer.bias, P, G, layer.groups)),
+                MemorySpec(layer.name, "event buffer", max(1, event_buffer),
+                           Shape.cast(event_layout(layer, parallel, input_bits)).width,
+                           initialised=False, read_write=True, logic_only=True),
+                *SpikeQueue.memories_for(layer.name, layer.output_shape, P, queue)]
+
     def weight_words(self) -> np.ndarray:
         """The weight memory's contents: :func:`conv_weight_words`."""
         return conv_weight_words(self.layer, self.lanes)
@@ -280,21 +319,13 @@ class ConvLIFEngine(wiring.Component):
         has_taps = (ny != 0) & (nx != 0)
 
         max_ny, max_nx = max(max(y_count), 1), max(max(x_count), 1)
-        event_layout = data.StructLayout({
-            "tick": 1,
-            "last": 1,
-            "value": self.input_bits,
-            "w": range(n_weights),  # the first tap's first weight word
-            "m": range(words),  # the first tap's first membrane word
-            "ny_last": range(max_ny),  # taps per row and rows of taps, minus one
-            "nx_last": range(max_nx),
-        })
+        layout = event_layout(layer, P, self.input_bits)
         # Events wait here for the walker. The port takes a token whenever there is room, so
         # while the walker is busy (or in a fire pass) events that reach no tap are dropped
         # at one per cycle without costing the walker anything.
-        m.submodules.events = events = SyncFIFO(width=Shape.cast(event_layout).width,
+        m.submodules.events = events = SyncFIFO(width=Shape.cast(layout).width,
                                                 depth=self.event_buffer)
-        event = Signal(event_layout)
+        event = Signal(layout)
         # Nothing is taken during the reset pass (as the dense engine), so that `cycles` of
         # the first inference after reset does not include it.
         resetting = Signal(init=1)
@@ -311,7 +342,7 @@ class ConvLIFEngine(wiring.Component):
         ]
         if direct:
             m.d.comb += event.value.eq(token.value)
-        d = Signal(event_layout)
+        d = Signal(layout)
         m.d.comb += d.eq(events.r_data)
         walker_free = Signal()
         take = events.r_rdy & walker_free

@@ -25,8 +25,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..widths import accumulator_bits
-from .memories import load_signature
-from .lanes import lane_memories, lane_table, lane_values, lanes_and_groups, update_lanes
+from .memories import MemorySpec, load_signature
+from .lanes import (lane_memories, lane_memories_list, lane_table, lane_values, lane_values_memories,
+                    lanes_and_groups, update_lanes)
 from .spike_queue import SpikeQueue, queue_word
 from .tokens import token_signature
 
@@ -123,6 +124,16 @@ class DenseLIFEngine(wiring.Component):
     def weight_words(self) -> np.ndarray:
         """The weight memory's contents: :func:`dense_weight_words`."""
         return dense_weight_words(self.layer, self.lanes)
+
+    @staticmethod
+    def memories_for(layer: QuantDense, parallel: int, weight_target: str | None = None) -> list[MemorySpec]:
+        """The memories :meth:`elaborate` builds, for the fit check and the reports (without
+        building anything)."""
+        P, G = lanes_and_groups(layer.out_features, parallel)
+        return [*lane_memories_list(layer, P, layer.in_features * G, G, weight_target),
+                *lane_values_memories(layer.name, "thresholds", lane_table(layer.threshold, P, G)),
+                *lane_values_memories(layer.name, "biases", lane_table(layer.bias, P, G)),
+                *SpikeQueue.memories_for(layer.name, layer.out_features, P, G)]
 
     def timestep_cycles(self, active_inputs: int) -> int:
         """Cycles this engine holds its input for a timestep of ``active_inputs`` spikes."""

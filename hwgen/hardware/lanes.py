@@ -19,7 +19,7 @@ from amaranth.lib.memory import Memory, ReadPort, WritePort
 
 from ..ir import Leak
 from ..widths import signed_bits
-from .memories import LoadedWeights
+from .memories import LoadedWeights, MemorySpec
 
 __all__ = ["fire_lane", "lane_memories", "lane_table", "lane_values", "lanes_and_groups",
            "leak", "update_lanes"]
@@ -66,6 +66,24 @@ def lane_values(m: Module, name: str, table: np.ndarray, addr: Value, en: Value)
     port = rom.read_port()
     m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
     return [port.data[lane] for lane in range(table.shape[1])]
+
+
+def lane_values_memories(layer_name: str, role: str, table: np.ndarray) -> list[MemorySpec]:
+    """The ROM :func:`lane_values` builds for ``table``: none where every row is the same."""
+    table = np.asarray(table, dtype=np.int64)
+    if (table == table[0]).all():
+        return []
+    bits = signed_bits(int(table.min()), int(table.max()))
+    return [MemorySpec(layer_name, role, table.shape[0], table.shape[1] * bits)]
+
+
+def lane_memories_list(layer, lanes: int, weight_words: int, membrane_words: int,
+                       weight_target: str | None = None) -> list[MemorySpec]:
+    """The weight memory and the membrane RAM :func:`lane_memories` builds."""
+    role = "weights" if weight_target is None else f"weights (loaded, {weight_target})"
+    return [MemorySpec(layer.name, role, weight_words, lanes * layer.weight_bits,
+                       initialised=weight_target is None, spram=weight_target == "ice40_spram"),
+            MemorySpec(layer.name, "membranes", membrane_words, lanes * layer.acc_bits, read_write=True)]
 
 
 def lane_memories(m: Module, layer, weights: np.ndarray, membrane: np.ndarray,

@@ -49,7 +49,9 @@ class MemorySpec:
     ``layer`` and ``role`` name it ("weights", "membranes", "thresholds", "biases",
     "spike queue", "window bitmap 0", ...); ``initialised``: its contents come from the
     bitstream; ``read_write``: read and written in the same cycle (a RAM, not a ROM);
-    ``spram``: loaded at run time into iCE40UP SPRAM (:class:`LoadedWeights`).
+    ``spram``: loaded at run time into iCE40UP SPRAM (:class:`LoadedWeights`). The
+    components that build memories list them in a ``memories()`` method, next to where
+    they build them; tests/test_memories.py checks each list against the elaborated design.
     """
 
     layer: str
@@ -59,6 +61,10 @@ class MemorySpec:
     initialised: bool = True
     read_write: bool = False
     spram: bool = False
+    #: read combinationally (a first-word fall-through FIFO of the control): synthesis builds
+    #: it from logic or LUT RAM, never block RAM, and its cost is part of the unit's fitted
+    #: control estimate (hwgen.devices), so the fit check lists it without counting it again
+    logic_only: bool = False
 
     @property
     def bits(self) -> int:

@@ -22,6 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..widths import address_bits
 from .conv import _lookup, axis_taps
+from .memories import MemorySpec
 from .tokens import StreamShape, is_map, shape_size, token_signature
 
 if TYPE_CHECKING:  # the layer kinds build these engines; the engines only read the node's fields
@@ -147,6 +148,13 @@ class _WindowDedup(wiring.Component):
             "spikes_out": Out(token_signature(self._shape)),
         })
 
+    @staticmethod
+    def memories_for(layer_name: str, shape: tuple[int, int, int]) -> list[MemorySpec]:
+        """The two bitmaps :meth:`elaborate` builds."""
+        n_c, h, w = (int(d) for d in shape)
+        return [MemorySpec(layer_name, f"window bitmap {b}", n_c * h, w, initialised=False, read_write=True)
+                for b in range(2)]
+
     def elaborate(self, platform) -> Module:
         m = Module()
         n_c, h, w = self._shape
@@ -238,6 +246,11 @@ class MaxPoolDedup(wiring.Component):
             "spikes_in": In(token_signature(layer.input_shape)),
             "spikes_out": Out(token_signature(layer.output_shape)),
         })
+
+    @staticmethod
+    def memories_for(layer: MaxPool2d) -> list[MemorySpec]:
+        """The memories :meth:`elaborate` builds: :class:`_WindowDedup`'s bitmaps."""
+        return _WindowDedup.memories_for(layer.name, layer.output_shape)
 
     def elaborate(self, platform) -> Module:
         m = Module()

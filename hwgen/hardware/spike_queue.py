@@ -12,6 +12,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from .memories import MemorySpec
 from .tokens import StreamShape, address_layout, is_map, token_signature
 
 __all__ = ["SpikeQueue", "SpikeSerializer", "group_layout", "groups_to_tokens", "queue_word"]
@@ -123,6 +124,13 @@ class SpikeQueue(wiring.Component):
         self._lanes = lanes
         self._depth = depth
         super().__init__(groups_to_tokens(shape, lanes))
+
+    @staticmethod
+    def memories_for(layer_name: str, shape: StreamShape, lanes: int, depth: int) -> list[MemorySpec]:
+        """The FIFO's memory: ``SyncFIFOBuffered(depth + 2)`` keeps ``depth + 1`` entries in it
+        and one in its output register."""
+        width = Shape.cast(group_layout(shape, lanes)).width
+        return [MemorySpec(layer_name, "spike queue", depth + 1, width, initialised=False, read_write=True)]
 
     def elaborate(self, platform) -> Module:
         m = Module()

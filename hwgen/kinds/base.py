@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from ..hardware.memories import MemorySpec
 from ..hardware.tokens import StreamShape
 
 if TYPE_CHECKING:
@@ -80,6 +81,10 @@ class Unit:
         """The unit's component; ``weight_target`` (engines only) loads its weights at run
         time instead of from the bitstream (``hardware.memories.LoadedWeights``)."""
         return self.node.build_unit(self, parallel, weight_target)
+
+    def memories(self, parallel: int, weight_target: str | None = None) -> list[MemorySpec]:
+        """The memories :meth:`build`'s component builds (for the fit check and reports)."""
+        return self.node.unit_memories(self, parallel, weight_target)
 
     @property
     def latency(self) -> int:

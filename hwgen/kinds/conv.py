@@ -22,7 +22,6 @@ from ..hardware.lanes import lanes_and_groups
 from ..hardware.memories import MemorySpec
 from ..hardware.tokens import is_map
 from ..ir import Leak, LIFNeurons, Pair, ResetMode, Shape3, conv_output_size
-from ..widths import address_bits
 from .base import EngineGeometry, Stream, Unit
 from .lif import FloatSynapticLIF, SynapticLIF
 
@@ -143,15 +142,6 @@ class QuantConv2d(_ConvShape, SynapticLIF):
     def weight_words(self, parallel: int) -> np.ndarray:
         return conv_weight_words(self, parallel)
 
-    def neuron_blocks(self) -> int:
-        return self.groups
-
-    def queue_memory(self, g: EngineGeometry) -> MemorySpec:
-        c_out, h, w = self.output_shape
-        return MemorySpec(self.name, "spike queue", g.queue_words + 1,
-                          address_bits(c_out) + address_bits(h) + address_bits(w) + g.lanes + 2,
-                          initialised=False, read_write=True)
-
     def plan_hardware(self, stream: Stream) -> tuple[list[Unit], Stream]:
         shape = stream.shape
         if not is_map(shape) or tuple(shape) != tuple(self.input_shape):
@@ -160,6 +150,9 @@ class QuantConv2d(_ConvShape, SynapticLIF):
         unit = Unit(self, shape, tuple(self.output_shape), stream.value_bits, stream.input_max, stream.spiking)
         return [unit], stream.to(shape=tuple(self.output_shape), value_bits=0, input_max=1,
                                  spiking=stream.spiking + 1)
+
+    def unit_memories(self, unit: Unit, parallel: int, weight_target: str | None) -> list[MemorySpec]:
+        return ConvLIFEngine.memories_for(self, parallel, max(1, unit.value_bits), weight_target)
 
     def build_unit(self, unit: Unit, parallel: int, weight_target: str | None) -> wiring.Component:
         return ConvLIFEngine(self, parallel, input_bits=max(1, unit.value_bits), input_max=unit.input_max,

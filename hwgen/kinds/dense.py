@@ -20,7 +20,6 @@ from ..hardware.lanes import lanes_and_groups
 from ..hardware.memories import MemorySpec
 from ..hardware.tokens import is_map, shape_size
 from ..ir import Leak, LIFNeurons, ResetMode
-from ..widths import address_bits
 from .base import EngineGeometry, Stream, Unit
 from .flatten import Flatten
 from .lif import FloatSynapticLIF, SynapticLIF
@@ -133,11 +132,6 @@ class QuantDense(SynapticLIF):
     def weight_words(self, parallel: int) -> np.ndarray:
         return dense_weight_words(self, parallel)
 
-    def queue_memory(self, g: EngineGeometry) -> MemorySpec:
-        # a whole fire pass of group masks (hardware/spike_queue.py)
-        return MemorySpec(self.name, "spike queue", g.groups + 1,
-                          address_bits(self.out_features) + g.lanes + 2, initialised=False, read_write=True)
-
     def plan_hardware(self, stream: Stream) -> tuple[list[Unit], Stream]:
         units = []
         shape = stream.shape
@@ -150,6 +144,9 @@ class QuantDense(SynapticLIF):
         check_accumulator(self, self.weight, stream.input_max)
         units.append(Unit(self, shape, self.out_features, stream.value_bits, stream.input_max, stream.spiking))
         return units, stream.to(shape=self.out_features, value_bits=0, input_max=1, spiking=stream.spiking + 1)
+
+    def unit_memories(self, unit: Unit, parallel: int, weight_target: str | None) -> list[MemorySpec]:
+        return DenseLIFEngine.memories_for(self, parallel, weight_target)
 
     def build_unit(self, unit: Unit, parallel: int, weight_target: str | None) -> wiring.Component:
         return DenseLIFEngine(self, parallel, input_bits=max(1, unit.value_bits), input_max=unit.input_max,

@@ -54,8 +54,8 @@ class Flatten(Node):
     def unit_latency(self, unit: Unit) -> int:
         return 0 if flatten_is_identity(unit.in_shape) else 1
 
-    def memories(self, parallel: int, weight_target: str | None = None) -> list[MemorySpec]:
-        return []
+    def unit_memories(self, unit: Unit, parallel: int, weight_target: str | None) -> list[MemorySpec]:
+        return []  # wires, or one register stage
 
     def logic_estimate(self, parallel: int, device_key: str, logic: dict) -> tuple[int, int, int]:
         return 0, 0, 0

@@ -18,12 +18,10 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from ..hardware.lanes import lane_table
-from ..hardware.memories import MemorySpec
 from ..ir import Leak, LIFNeurons, Node, StateRails
 from ..quant_rules import (MAX_ACC_BITS, MAX_STATE_BITS, UNCLAMPED_STATE_BITS, QuantOptions,  # noqa: F401
                            check_finite, integers, leak_for, rows, scale_exponents)
-from ..widths import accumulator_bits, signed_bits
+from ..widths import accumulator_bits
 from .base import EngineGeometry, Flow
 
 
@@ -183,14 +181,6 @@ class SynapticLIF(StateRails, Node):
         """The engine's weight memory contents, ``[depth, P]`` signed weights."""
         raise NotImplementedError
 
-    def neuron_blocks(self) -> int:
-        """Blocks of output channels the per-lane tables are laid out in (conv groups)."""
-        return 1
-
-    def queue_memory(self, g: EngineGeometry) -> MemorySpec:
-        """The engine's spike queue (hardware/spike_queue.py)."""
-        raise NotImplementedError
-
     def report_extra(self) -> dict:
         return {}
 
@@ -232,30 +222,6 @@ class SynapticLIF(StateRails, Node):
         raise NotImplementedError
 
     # ---- shared: the engine's memories and costs
-
-    def lane_tables(self, g: EngineGeometry) -> list[MemorySpec]:
-        """The threshold and bias ROMs of the engine: only where a lane's value differs
-        between its words (``hardware.lanes.lane_values``); otherwise they are constants."""
-        out = []
-        for role, values in (("thresholds", self.threshold), ("biases", self.bias)):
-            table = lane_table(np.asarray(values, dtype=np.int64), g.lanes, g.groups, self.neuron_blocks())
-            if not (table == table[0]).all():
-                bits = signed_bits(int(table.min()), int(table.max()))
-                out.append(MemorySpec(self.name, role, len(table), g.lanes * bits))
-        return out
-
-    def memories(self, parallel: int, weight_target: str | None = None) -> list[MemorySpec]:
-        """The memories of this layer's engine: weights, membranes, lane tables, queue."""
-        g = self.geometry(parallel)
-        words = len(self.weight_words(parallel))
-        role = "weights" if weight_target is None else f"weights (loaded, {weight_target})"
-        return [
-            MemorySpec(self.name, role, words, g.lanes * self.weight_bits,
-                       initialised=weight_target is None, spram=weight_target == "ice40_spram"),
-            MemorySpec(self.name, "membranes", g.fire_words, g.lanes * self.acc_bits, read_write=True),
-            *self.lane_tables(g),
-            self.queue_memory(g),
-        ]
 
     def logic_estimate(self, parallel: int, device_key: str, logic: dict) -> tuple[int, int, int]:
         """Rough ``(LUT4, FF, DSP)`` of the engine: control plus a datapath per lane and bit

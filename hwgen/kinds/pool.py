@@ -100,8 +100,8 @@ class SumPool2d(Node):
     def unit_latency(self, unit: Unit) -> int:
         return SumPoolRemap.latency
 
-    def memories(self, parallel: int, weight_target: str | None = None) -> list[MemorySpec]:
-        return []
+    def unit_memories(self, unit: Unit, parallel: int, weight_target: str | None) -> list[MemorySpec]:
+        return []  # the window tables are combinational
 
     def logic_estimate(self, parallel: int, device_key: str, logic: dict) -> tuple[int, int, int]:
         return self.control_lut, self.control_lut // 2, 0
@@ -142,8 +142,5 @@ class MaxPool2d(SumPool2d):
     def unit_latency(self, unit: Unit) -> int:
         return MaxPoolDedup.latency
 
-    def memories(self, parallel: int, weight_target: str | None = None) -> list[MemorySpec]:
-        c, h, w = self.output_shape
-        # two bitmaps of C*H rows of W bits, cleared in turn (hardware/pool.py)
-        return [MemorySpec(self.name, f"window bitmap {bank}", c * h, w, initialised=False, read_write=True)
-                for bank in range(2)]
+    def unit_memories(self, unit: Unit, parallel: int, weight_target: str | None) -> list[MemorySpec]:
+        return MaxPoolDedup.memories_for(self)
