@@ -2,12 +2,12 @@
 golden model.
 
 The board runs the board top of OUT's design (``hwgen.accelerator.board_top``) and is reached
-through ``hwgen.host.HostLink``; before any sample is sent, the design hash the board
-reports (INFO) must be OUT's (``hwgen.emit.model_hash``). A design whose weights are loaded
-at run time (``hwgen generate --board``, weights in SPRAM) gets them next, from
-``OUT/weights_K.npy`` (WEIGHTS; every time, since the board forgets them when it is
-configured again). Every sample's prediction and spike
-counts are compared with ``hwgen.golden.run``; the board's cycle counts are reported.
+through ``hwgen.host.HostLink`` (the protocol: ``hwgen.protocol``); before any sample is
+sent, the design hash the board reports (INFO) must be OUT's (``hwgen.accelerator.identity.model_hash``). A
+design whose weights are loaded at run time (``hwgen generate --board``, weights in SPRAM)
+gets them next, from ``OUT/weights_K.npy`` (WEIGHTS; every time, since the board forgets them
+when it is configured again). Every sample's prediction and spike counts are compared with
+``hwgen.golden.run``; the board's cycle counts are reported.
 Results go to ``OUT/run_report.json``.
 
 Without a board, ``hwgen.simulate.simulated_board`` serves the board top's Verilog on a
@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import HwgenError
-from .host import DEFAULT_BAUD, DEFAULT_TIMEOUT, BoardInfo, HostLink, Result
+from .host import DEFAULT_TIMEOUT, HostLink
+from .protocol import DEFAULT_BAUD, BoardInfo, Result
 
 __all__ = ["check_board", "compare_readouts", "run_on_board", "run_samples"]
 

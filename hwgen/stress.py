@@ -22,7 +22,7 @@ to about 25 s once the cache is warm):
   ``--public-flat-rw``, which keeps every internal signal and roughly triples the C++);
   the testbench touches nothing else.
 
-The build is reused while the batch's Verilog does not change (``hwgen.simulate``).
+The build is reused while the batch's Verilog does not change (``hwgen.simulate.runner``).
 
 This is a test harness (tests/test_fuzz.py, tests/test_stress.py). Mismatches come back in
 the ``BatchResult``; ``HwgenError`` is raised only when the simulation cannot run or a
@@ -44,7 +44,8 @@ import numpy as np
 from . import golden
 from .errors import HwgenError
 from .ir import QuantNetwork
-from .simulate import _build, _environ, _write_vectors, run_testbench
+from .simulate.runner import compile_verilog, environ, run_testbench
+from .simulate.vectors import write_vectors
 
 TOPLEVEL = "hwgen_batch"
 TEST_MODULE = "sim.tb_fuzz"
@@ -205,9 +206,9 @@ def run_batch(cases: list[NetworkCase], build_dir: Path, simulator: str = "veril
         _ports_only(runner)
         make_flags = " ".join(filter(None, [os.environ.get("MAKEFLAGS"), "OPT_FAST=-O0",
                                             f"OBJCACHE={_ccache()}" if _ccache() else ""]))
-    with _environ(MAKEFLAGS=make_flags):
-        compile_seconds = _build(runner, simulator, verilog, work, False, toplevel=TOPLEVEL,
-                                 extra_args=extra)
+    with environ(MAKEFLAGS=make_flags):
+        compile_seconds = compile_verilog(runner, simulator, verilog, work, False,
+                                          toplevel=TOPLEVEL, extra_args=extra)
 
     manifest = {"networks": []}
     for k, case in enumerate(cases):
@@ -216,7 +217,7 @@ def run_batch(cases: list[NetworkCase], build_dir: Path, simulator: str = "veril
         vectors = work / f"vectors_{k}.npz"
         flat = x.reshape(x.shape[0], x.shape[1], -1)
         flat = flat.astype(np.uint16 if case.qnet.input_bits > 8 else np.uint8)
-        _write_vectors(vectors, case.qnet, flat, trace)
+        write_vectors(vectors, case.qnet, flat, trace)
         manifest["networks"].append({
             "prefix": f"n{k}_", "vectors": str(vectors), "label": case.label or f"network {k}",
             "links": links[k], "program": [item.to_json() for item in case.program]})

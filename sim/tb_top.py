@@ -68,7 +68,9 @@ class Stream:
     ``addr`` is the packed address: for a ``(C, H, W)`` map the fields ``x, y, c`` (LSB
     first), for a vector a plain index. ``tick`` follows at bit ``A``, ``last`` at ``A + 1``
     and, on a direct-input stream, ``value`` from ``A + 2``. Neurons are numbered in C-order,
-    as the golden model records them.
+    as the golden model records them. The packing is deliberately done here again rather than
+    taken from ``hwgen.protocol`` (``pack_token`` / ``unpack_token``): the testbench checks
+    the hardware against its own reading of docs/hardware.md.
     """
 
     def __init__(self, spec: dict):

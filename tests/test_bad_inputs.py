@@ -563,7 +563,7 @@ def test_host_api_refuses_bad_link_settings():
 ], ids=["timesteps", "rank", "float", "above-one", "negative"])
 def test_host_api_refuses_bad_samples(sample, fragment):
     """``hwgen.host`` is used without the CLI (no torch): it checks a sample itself."""
-    from hwgen.host import BoardInfo, sample_tokens
+    from hwgen.protocol import BoardInfo, sample_tokens
 
     info = BoardInfo(version=2, design_hash="0" * 16, input_shape=(6,), output_size=3, timesteps=6,
                      parallel=2, input_bits=1, count_bits=3, token_bytes=2, buffer_depth=64,

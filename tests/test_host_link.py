@@ -26,17 +26,18 @@ import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from hwgen import golden, host
+from hwgen import golden, host, protocol
 from hwgen.cli import main
 from hwgen.errors import HwgenError
 from hwgen.accelerator.identity import model_hash
 from hwgen.hardware.tokens import pack_token, token_layout
 from hwgen.accelerator.board_top import board_info, board_verilog_text, crc8_next
 from hwgen.hardware.uart import UARTReceiver, UARTTransmitter, uart_divisor
-from hwgen.host import (CMD_INFO, CMD_LOAD, CMD_READ, CMD_START, END, ESC, BoardError, BoardInfo,
-                        FrameDecoder, FrameError, HostLink, crc8, encode_frame, parse_reply,
-                        sample_tokens, token_bytes, token_fields)
+from hwgen.host import BoardError, HostLink
 from hwgen.design import load_design
+from hwgen.protocol import (CMD_INFO, CMD_LOAD, CMD_READ, CMD_START, END, ESC, BoardInfo,
+                            FrameDecoder, FrameError, crc8, encode_frame, parse_reply,
+                            sample_tokens, token_bytes, token_fields)
 from hwgen.simulate import run_rtl, simulated_board
 from hwgen.testing import random_conv_network
 
@@ -248,7 +249,7 @@ def test_sample_tokens_match_the_hardware_packing():
             expected.append(pack_token(stream, tick=True, last=t == timesteps - 1,
                                        value_bits=value_bits))
         assert sample_tokens(x, info).tolist() == expected
-        assert len(host.encode_sample(x, info)) == len(expected) * info.token_bytes
+        assert len(protocol.encode_sample(x, info)) == len(expected) * info.token_bytes
     with pytest.raises(HwgenError, match=r"must be \[4, 20\]"):
         sample_tokens(np.zeros((5, 20), dtype=np.uint8), BoardInfo(
             1, "00" * 8, (20,), 5, 4, 2, 1, 3, 1, 100, 1, 1))
@@ -272,7 +273,7 @@ def test_board_info_round_trip_and_the_board_top_agrees_on_token_bytes():
 
 
 def test_the_host_module_imports_neither_torch_nor_amaranth():
-    code = ("import hwgen.host, sys; "
+    code = ("import hwgen.host, hwgen.protocol, sys; "
             "assert 'torch' not in sys.modules, 'torch'; "
             "assert 'amaranth' not in sys.modules, 'amaranth'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
@@ -358,11 +359,11 @@ def test_protocol_and_its_errors_on_the_simulated_board(small, board):
         assert info.design_hash == json.loads((small.out / "report.json").read_text())["design_hash"]
 
         # nothing loaded, nothing run yet
-        _expect_status(link, host.E_NO_RESULT, CMD_READ)
-        _expect_status(link, host.E_NO_SAMPLE, CMD_START)
+        _expect_status(link, protocol.E_NO_RESULT, CMD_READ)
+        _expect_status(link, protocol.E_NO_SAMPLE, CMD_START)
         # unknown command, a payload where none belongs
-        _expect_status(link, host.E_UNKNOWN, ord("X"))
-        _expect_status(link, host.E_LENGTH, CMD_INFO, b"\x00")
+        _expect_status(link, protocol.E_UNKNOWN, ord("X"))
+        _expect_status(link, protocol.E_LENGTH, CMD_INFO, b"\x00")
 
         # a corrupted request: the board answers CRC, echoing command and sequence number
         body = bytes([CMD_INFO, 0x55])
@@ -370,11 +371,11 @@ def test_protocol_and_its_errors_on_the_simulated_board(small, board):
         assert bad_crc not in (END, ESC)
         link.write_raw(bytes([END]) + body + bytes([bad_crc, END]))
         reply = link.read_frame(time.monotonic() + REPLY_TIMEOUT)
-        assert parse_reply(reply)[:3] == (host.E_CRC, CMD_INFO, 0x55)
+        assert parse_reply(reply)[:3] == (protocol.E_CRC, CMD_INFO, 0x55)
         # a frame too short to hold command, sequence number and CRC
         link.write_raw(bytes([END, CMD_INFO, END]))
         reply = link.read_frame(time.monotonic() + REPLY_TIMEOUT)
-        assert parse_reply(reply)[0] == host.E_LENGTH
+        assert parse_reply(reply)[0] == protocol.E_LENGTH
 
         # garbage on the line, with and without an END in it: the next request still works
         link.write_raw(bytes([0x12, 0x34, END, 0x56, ESC, 0x77]))
@@ -390,19 +391,19 @@ def test_protocol_and_its_errors_on_the_simulated_board(small, board):
             return link.request(CMD_LOAD, bytes(tokens_))
 
         refused = {
-            "too big": ([tick] * (info.buffer_depth + 1), host.E_TOO_BIG),
-            "a tick short": (tokens[:-1], host.E_BAD_SAMPLE),
-            "a spike after the last tick": (tokens + [1], host.E_BAD_SAMPLE),
+            "too big": ([tick] * (info.buffer_depth + 1), protocol.E_TOO_BIG),
+            "a tick short": (tokens[:-1], protocol.E_BAD_SAMPLE),
+            "a spike after the last tick": (tokens + [1], protocol.E_BAD_SAMPLE),
             "an address past the input": (tokens[:spike] + [25] + tokens[spike + 1:],
-                                          host.E_BAD_SAMPLE),
+                                          protocol.E_BAD_SAMPLE),
             "a bit above the token": (tokens[:spike] + [tokens[spike] | 1 << payload_bits]
-                                      + tokens[spike + 1:], host.E_BAD_SAMPLE),
+                                      + tokens[spike + 1:], protocol.E_BAD_SAMPLE),
         }
         for what, (bad, status) in refused.items():
             with pytest.raises(BoardError) as caught:
                 load(bad)
             assert caught.value.status == status, what
-            _expect_status(link, host.E_NO_SAMPLE, CMD_START)
+            _expect_status(link, protocol.E_NO_SAMPLE, CMD_START)
 
         # the board sets `last` on the T-th tick itself
         unmarked = tokens[:-1] + [tokens[-1] & ~(tick << 1)]
@@ -488,7 +489,7 @@ def test_hwgen_run_exits_non_zero_on_a_mismatch(small, board, capsys, monkeypatc
     def one_count_off(link, x, progress):
         results = honest(link, x[:3], progress)
         r = results[1]
-        results[1] = host.Result(r.prediction, (r.counts[0] + 1, *r.counts[1:]), r.cycles)
+        results[1] = protocol.Result(r.prediction, (r.counts[0] + 1, *r.counts[1:]), r.cycles)
         return results
 
     monkeypatch.setattr(hwgen.run, "run_samples", one_count_off)

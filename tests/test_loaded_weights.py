@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import hwsim
-from hwgen import golden, host
+from hwgen import golden, protocol
 from hwgen.cli import main
 from hwgen.emit import verilog_text
 from hwgen.errors import HwgenError
@@ -24,7 +24,8 @@ from hwgen.accelerator.top import NetworkTop
 from hwgen.accelerator.board_top import board_info, board_verilog_text
 from hwgen.hardware.memories import pack_words, spram_blocks
 from hwgen.accelerator.top import packed_weights
-from hwgen.host import CMD_START, CMD_WEIGHTS, WEIGHTS_HEADER, BoardError, HostLink, crc8
+from hwgen.host import BoardError, HostLink
+from hwgen.protocol import CMD_START, CMD_WEIGHTS, WEIGHTS_HEADER, crc8
 from hwgen.simulate import run_rtl, simulated_board, weight_memory_sources
 from hwgen.testing import random_conv_network, random_quant_network, random_spikes
 
@@ -144,24 +145,24 @@ def test_weights_over_the_simulated_host_link(loaded_board):
             HostLink(sim.url, baud=SIM_BAUD, timeout=REPLY_TIMEOUT) as link:
         info = link.info()
         assert info == b["info"]
-        assert info.weight_memories == (host.WeightMemory(0, words.shape[1], len(words)),)
+        assert info.weight_memories == (protocol.WeightMemory(0, words.shape[1], len(words)),)
 
         link.load(b["x"][0])
-        assert _status(link, CMD_START) == host.E_NO_WEIGHTS
+        assert _status(link, CMD_START) == protocol.E_NO_WEIGHTS
         header = WEIGHTS_HEADER.pack
         # a layer without loaded weights, a chunk past the end, a gap, half a word
-        assert _status(link, CMD_WEIGHTS, header(1, 0) + words[:2].tobytes()) == host.E_BAD_WEIGHTS
+        assert _status(link, CMD_WEIGHTS, header(1, 0) + words[:2].tobytes()) == protocol.E_BAD_WEIGHTS
         assert _status(link, CMD_WEIGHTS, header(0, len(words) - 1) + words[:2].tobytes()) \
-            == host.E_BAD_WEIGHTS
-        assert _status(link, CMD_WEIGHTS, header(0, 3) + words[:2].tobytes()) == host.E_BAD_WEIGHTS
-        assert _status(link, CMD_WEIGHTS, header(0, 0) + words[:2].tobytes()[:-1]) == host.E_LENGTH
-        assert _status(link, CMD_WEIGHTS, header(0, 0)) == host.E_LENGTH
+            == protocol.E_BAD_WEIGHTS
+        assert _status(link, CMD_WEIGHTS, header(0, 3) + words[:2].tobytes()) == protocol.E_BAD_WEIGHTS
+        assert _status(link, CMD_WEIGHTS, header(0, 0) + words[:2].tobytes()[:-1]) == protocol.E_LENGTH
+        assert _status(link, CMD_WEIGHTS, header(0, 0)) == protocol.E_LENGTH
 
         # a corrupted chunk of wrong words is answered CRC and never written
         body = bytes([CMD_WEIGHTS, 0x33]) + header(0, 0) + bytes(words.size)
-        link.write_raw(host.encode_frame(body)[:-2] + bytes([crc8(body) ^ 0x5A, host.END]))
+        link.write_raw(protocol.encode_frame(body)[:-2] + bytes([crc8(body) ^ 0x5A, protocol.END]))
         reply = link.read_frame(time.monotonic() + REPLY_TIMEOUT)
-        assert host.parse_reply(reply)[:3] == (host.E_CRC, CMD_WEIGHTS, 0x33)
+        assert protocol.parse_reply(reply)[:3] == (protocol.E_CRC, CMD_WEIGHTS, 0x33)
 
         sent = link.load_weights(b["words"])
         assert sent == words.size

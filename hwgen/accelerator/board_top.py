@@ -1,8 +1,9 @@
 """``BoardTop``: the accelerator behind a UART, speaking the host-link protocol.
 
-The protocol (framing, commands, replies, errors) is documented in docs/host_link.md and
-spoken on the host by ``hwgen.host.HostLink``; the INFO payload is packed by the same
-``hwgen.host.BoardInfo`` the host unpacks it with.
+The protocol (framing, commands, replies, errors) is documented in docs/host_link.md; its
+codes, defaults and payloads come from ``hwgen.protocol``, which the host
+(``hwgen.host.HostLink``) speaks it with too: the INFO payload is packed by the same
+``hwgen.protocol.BoardInfo`` the host unpacks it with.
 
 Data path::
 
@@ -47,32 +48,11 @@ from amaranth.lib.wiring import In, Out
 from ..hardware.memories import MemorySpec
 from ..hardware.tokens import is_map, shape_size, token_layout
 from ..hardware.uart import UARTReceiver, UARTTransmitter, uart_divisor
-from ..host import (
-    CMD_INFO,
-    CMD_LOAD,
-    CMD_READ,
-    CMD_START,
-    CMD_WEIGHTS,
-    E_BAD_SAMPLE,
-    E_BAD_WEIGHTS,
-    E_CRC,
-    E_LENGTH,
-    E_NO_RESULT,
-    E_NO_SAMPLE,
-    E_NO_WEIGHTS,
-    E_TOO_BIG,
-    E_UNKNOWN,
-    END,
-    ESC,
-    ESC_END,
-    ESC_ESC,
-    OK,
-    PROTOCOL_VERSION,
-    WEIGHTS_HEADER,
-    BoardInfo,
-    WeightMemory,
-)
 from ..ir import QuantNetwork
+from ..protocol import (BOARD_TOP_NAME, CMD_INFO, CMD_LOAD, CMD_READ, CMD_START, CMD_WEIGHTS,
+                        DEFAULT_BAUD, E_BAD_SAMPLE, E_BAD_WEIGHTS, E_CRC, E_LENGTH, E_NO_RESULT,
+                        E_NO_SAMPLE, E_NO_WEIGHTS, E_TOO_BIG, E_UNKNOWN, END, ESC, ESC_END,
+                        ESC_ESC, OK, PROTOCOL_VERSION, WEIGHTS_HEADER, BoardInfo, WeightMemory)
 from ..widths import unsigned_bits
 from .identity import model_hash
 from .top import NetworkTop, packed_weights, plan_units
@@ -80,8 +60,6 @@ from .top import NetworkTop, packed_weights, plan_units
 __all__ = ["BoardTop", "SlipEncoder", "board_info", "board_verilog_text", "crc8_next",
            "default_buffer_depth"]
 
-BOARD_TOP_NAME = "hwgen_board"
-DEFAULT_BAUD = 115200
 # tokens: a rate-coded 28x28 digit over 25 steps (about 15 % active) needs about 2,950
 MAX_DEFAULT_BUFFER = 4096
 RX_FIFO_DEPTH = 128  # bytes received while the board is busy (BoardTop's default)
@@ -138,7 +116,7 @@ def board_info(qnet: QuantNetwork, parallel: int, clk_freq_hz: float, baud: int 
 
 
 def crc8_next(m: Module, crc: Value, byte: Value) -> Value:
-    """CRC-8 (polynomial 0x07, as ``hwgen.host.crc8``) of ``crc`` extended by ``byte``.
+    """CRC-8 (polynomial 0x07, as ``hwgen.protocol.crc8``) of ``crc`` extended by ``byte``.
 
     Each of the eight shift steps is a wire (a signal of ``m``): as one nested expression
     every step would copy the previous one twice.
@@ -611,8 +589,8 @@ class _WeightLoader:
 
 def board_verilog_text(qnet: QuantNetwork, parallel: int, clk_freq_hz: float,
                        baud: int = DEFAULT_BAUD, **options) -> str:
-    """``BoardTop`` as one Verilog module named ``hwgen_board`` (ports ``clk``, ``rst``,
-    ``uart_rx``, ``uart_tx``[, ``leds``])."""
+    """``BoardTop`` as one Verilog module named ``hwgen_board`` (``BOARD_TOP_NAME``; ports
+    ``clk``, ``rst``, ``uart_rx``, ``uart_tx``[, ``leds``])."""
     from .. import __version__
 
     top = BoardTop(qnet, parallel, clk_freq_hz, baud, **options)

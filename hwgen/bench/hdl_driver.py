@@ -22,7 +22,8 @@ import numpy as np
 
 from ..errors import HwgenError
 from ..ir import QuantNetwork
-from ..simulate import _verilator_env, stream_spec
+from ..simulate.runner import verilator_env
+from ..simulate.vectors import stream_spec
 
 TB = "hwgen_bench_tb"
 TEMPLATE = """`timescale 1ns/1ps
@@ -98,7 +99,7 @@ def run_hdl(verilog: Path, qnet: QuantNetwork, x: np.ndarray, simulator: str, wo
     env = dict(os.environ)
     started = time.perf_counter()
     if simulator == "verilator":
-        env.update(_verilator_env())
+        env.update(verilator_env())
         build = ["verilator", "--binary", "-O3", "-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-WIDTH",
                  "-Wno-UNOPTFLAT", "-CFLAGS", "-std=c++20 -fcoroutines", "--top-module", TB, "-j", "2", f"{TB}.v", "hwgen_top.v"]
         run = [str(work / "obj_dir" / f"V{TB}")]

@@ -1,0 +1,201 @@
+"""``run_rtl``: the generated ``hwgen_top`` under cocotb, checked spike for spike against the
+golden model.
+
+``run_rtl`` writes the stimulus and the golden model's expectations to an ``.npz``
+(``hwgen.simulate.vectors``), runs the testbench ``sim/tb_top.py`` on Icarus Verilog or
+Verilator (``hwgen.simulate.runner``: compiled once per build directory, reused while the
+Verilog stays the same) and turns the testbench's results JSON into a ``SimResult``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import HwgenError
+from ..golden import GoldenTrace
+from ..ir import QuantNetwork
+from .runner import SIMULATORS, compile_verilog, log_tail, run_testbench
+from .vectors import write_vectors
+
+__all__ = ["SimResult", "TEST_MODULE", "TOPLEVEL", "compare_traces", "run_rtl", "spikes_compared"]
+
+TOPLEVEL = "hwgen_top"
+TEST_MODULE = "sim.tb_top"
+
+
+@dataclass
+class SimResult:
+    """The outcome of one RTL run over a batch of samples.
+
+    ``spikes_compared`` is the number of golden-model decisions the testbench checked:
+    ``samples * timesteps * sum(N_layer)`` spike decisions (one per sample, spiking layer,
+    timestep and neuron, whether the neuron fired or not) plus ``samples * (N_out + 1)``
+    readout entries (every count and the prediction). ``mismatches`` counts every
+    disagreement, including protocol ones (duplicate or out-of-order tokens, wrong tick
+    count or ``last`` flag). Mismatch records are dicts
+    ``{sample, layer, timestep, neuron, expected, got, what}`` (``layer = "readout"`` for
+    the counts and prediction); ``mismatch_records`` keeps up to 200 per sample.
+    """
+
+    simulator: str
+    samples: int
+    timesteps: int
+    spikes_compared: int
+    mismatches: int
+    first_mismatch: dict | None
+    cycles: list[int]  # the `cycles` port after each inference
+    cycles_per_inference_mean: float
+    cycles_per_inference_max: int
+    counts: list[list[int]] = field(default_factory=list)  # the `counts` port per sample
+    predictions: list[int] = field(default_factory=list)  # the `prediction` port per sample
+    mismatch_records: list[dict] = field(default_factory=list)
+    testbench_cycles: list[int] = field(default_factory=list)  # same span, counted by the tb
+    sim_cycles: int = 0  # clock cycles simulated, reset and idle cycles included
+    compile_seconds: float = 0.0  # 0 when a previous build was reused
+    run_seconds: float = 0.0  # the simulator process, start to end
+    build_dir: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatches == 0
+
+    @property
+    def cycles_per_second(self) -> float:
+        return self.sim_cycles / self.run_seconds if self.run_seconds else 0.0
+
+
+def spikes_compared(qnet: QuantNetwork, samples: int, timesteps: int) -> int:
+    """See ``SimResult.spikes_compared``."""
+    neurons = sum(int(np.prod(layer.output_shape)) for layer in qnet.spiking_layers)
+    return samples * timesteps * neurons + samples * (qnet.output_size + 1)
+
+
+def compare_traces(expected: GoldenTrace, got: GoldenTrace) -> list[dict]:
+    """Every disagreement between two traces of the same batch, as mismatch records.
+
+    Useful to compare the golden model with another model (or a trace rebuilt from an RTL
+    run) in the same record format the testbench uses.
+    """
+    out: list[dict] = []
+    for k, (e, g) in enumerate(zip(expected.spikes, got.spikes)):
+        e, g = np.asarray(e), np.asarray(g)
+        for s, t, n in np.argwhere(e != g).tolist():
+            out.append({"sample": s, "layer": k, "timestep": t, "neuron": n,
+                        "expected": int(e[s, t, n]), "got": int(g[s, t, n]), "what": "spike"})
+    ec, gc = np.asarray(expected.counts), np.asarray(got.counts)
+    for s, n in np.argwhere(ec != gc).tolist():
+        out.append({"sample": s, "layer": "readout", "timestep": None, "neuron": n,
+                    "expected": int(ec[s, n]), "got": int(gc[s, n]), "what": "count"})
+    ep, gp = np.asarray(expected.prediction), np.asarray(got.prediction)
+    for s in np.flatnonzero(ep != gp).tolist():
+        out.append({"sample": s, "layer": "readout", "timestep": None, "neuron": None,
+                    "expected": int(ep[s]), "got": int(gp[s]), "what": "prediction"})
+    return out
+
+
+def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: GoldenTrace,
+            simulator: str = "verilator", build_dir: Path = Path("build/sim"),
+            stall: bool = False, stall_seed: int = 1, waves: bool = False,
+            weights: dict[int, np.ndarray] | None = None,
+            libraries: dict[str, str] | None = None) -> SimResult:
+    """Simulate ``verilog`` (a ``hwgen_top`` generated for ``qnet``) on ``inputs``.
+
+    ``inputs`` is ``[B, T, *input_shape]`` 0/1 spikes (or direct values) and ``golden`` the golden model's
+    trace of the same batch (``hwgen.golden.run``). The simulator (``"verilator"`` or
+    ``"icarus"``) builds into ``build_dir / simulator`` and that build is reused while the
+    Verilog does not change. With ``stall`` the testbench withholds the input stream for
+    random numbers of cycles (seeded by ``stall_seed``); the results must not change.
+    ``waves`` records every signal (``hwgen_top.fst`` for Icarus, ``dump.vcd`` for
+    Verilator, in the build directory); it recompiles and slows the run down. One build
+    directory serves one run at a time.
+
+    Mismatches are returned in the ``SimResult``, not raised. ``HwgenError`` is raised
+    when the simulation cannot be run or does not finish (compile error, crash, hang
+    caught by the testbench's watchdog, ports not matching docs/hardware.md); its message
+    ends with the tail of the simulator log.
+
+    A design with run-time-loaded weights (``NetworkTop(weight_memories=...)``) needs
+    ``weights`` (``NetworkTop.packed_weights()``), which the testbench writes through the
+    ``weights_K`` ports before the first sample, and ``libraries`` for the memory primitives
+    (``hwgen.simulate.weight_memory_sources``).
+    """
+    if simulator not in SIMULATORS:
+        raise HwgenError(f"unknown simulator {simulator!r}: choose one of {', '.join(SIMULATORS)}")
+    verilog = Path(verilog)
+    if not verilog.is_file():
+        raise HwgenError(f"no Verilog at {verilog}: run `hwgen generate` first")
+    x = np.asarray(inputs)
+    if x.ndim < 2:
+        raise HwgenError(f"inputs must be [samples, timesteps, *input_shape], got {x.shape}")
+    top = (1 << qnet.input_bits) - 1
+    if x.size and (x.min() < 0 or x.max() > top):
+        raise HwgenError(f"inputs must be integers 0..{top} "
+                         f"({'spikes' if top == 1 else f'{qnet.input_bits}-bit direct input'})")
+    x = x.reshape(x.shape[0], x.shape[1], -1).astype(np.uint16 if qnet.input_bits > 8 else np.uint8)
+    samples, timesteps = x.shape[0], x.shape[1]
+    if x.shape[2] != qnet.input_size:
+        raise HwgenError(f"inputs have {x.shape[2]} values per timestep, the network "
+                         f"takes {qnet.input_size}")
+    if timesteps != qnet.timesteps:
+        raise HwgenError(f"inputs have {timesteps} timesteps but the hardware was generated "
+                         f"for {qnet.timesteps} (its counters are sized for that)")
+    if golden.batch != samples or int(golden.spikes[0].shape[1]) != timesteps:
+        raise HwgenError("the golden trace does not belong to these inputs "
+                         f"({golden.batch} samples, {samples} given)")
+
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    work = (Path(build_dir) / simulator).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    runner = get_runner(simulator)
+    runner.log = logging.getLogger("hwgen.simulate.cocotb")
+    compile_seconds = compile_verilog(runner, simulator, verilog, work, waves, TOPLEVEL,
+                                      libraries=libraries)
+
+    vectors, results, xml, log = (work / n for n in
+                                  ("vectors.npz", "results.json", "results.xml", "sim.log"))
+    for stale in (results, xml):
+        stale.unlink(missing_ok=True)
+    write_vectors(vectors, qnet, x, golden, weights)
+    env = {
+        "HWGEN_SIM_VECTORS": str(vectors),
+        "HWGEN_SIM_RESULTS": str(results),
+        "HWGEN_SIM_STALL": str(stall_seed) if stall else None,
+        "COCOTB_ANSI_OUTPUT": "0",
+        "WAVES": None,  # the `waves` argument decides, not the caller's environment
+        # Outside pytest cocotb's runner returns the results file; under pytest it would
+        # sys.exit() on a failed test, and mismatches are a result here, not an exit.
+        "PYTEST_CURRENT_TEST": None,
+    }
+    report, run_seconds = run_testbench(runner, simulator, f"simulation of {verilog}", work, env,
+                                        results, xml, log, test_module=TEST_MODULE,
+                                        toplevel=TOPLEVEL, waves=waves)
+    try:
+        get_results(xml)
+    except RuntimeError as e:
+        raise HwgenError(f"{simulator} left no test results ({e}); {log} ends:\n"
+                         f"{log_tail(log)}") from None
+
+    per = report["samples"]
+    if len(per) != samples:
+        raise HwgenError(f"the testbench reported {len(per)} of {samples} samples; "
+                         f"{log} ends:\n{log_tail(log)}")
+    records = [m for s in per for m in s["mismatches"]]
+    cycles = [int(s["cycles"]) for s in per]
+    return SimResult(
+        simulator=simulator, samples=samples, timesteps=timesteps,
+        spikes_compared=spikes_compared(qnet, samples, timesteps),
+        mismatches=sum(int(s["mismatch_count"]) for s in per),
+        first_mismatch=records[0] if records else None,
+        cycles=cycles,
+        cycles_per_inference_mean=float(np.mean(cycles)) if cycles else 0.0,
+        cycles_per_inference_max=max(cycles, default=0),
+        counts=[s["counts"] for s in per], predictions=[int(s["prediction"]) for s in per],
+        mismatch_records=records, testbench_cycles=[int(s["tb_cycles"]) for s in per],
+        sim_cycles=int(report["sim_cycles"]), compile_seconds=compile_seconds,
+        run_seconds=run_seconds, build_dir=work)
