@@ -33,12 +33,13 @@ from amaranth.hdl import Elaboratable, Module
 
 from .devices import DEVICES, board_fit
 from .errors import HwgenError
+from .protocol import BOARD_TOP_NAME
 from .accelerator.board_top import DEFAULT_BAUD, BoardTop, board_top_memories
 from .design import load_design, write_atomic
 
 Progress = Callable[[str], None]
 
-NAME = "hwgen_board"  # the toplevel of the build: OUT/build/<board>/hwgen_board.{bin,bit,fs}
+NAME = BOARD_TOP_NAME  # the toplevel of the build: OUT/build/<board>/hwgen_board.{bin,bit,fs}
 SEED = 1  # nextpnr placement seed: the same inputs give the same bitstream
 STEPS = {"yosys": "synthesis", "nextpnr-ice40": "place and route", "nextpnr-ecp5": "place and route",
          "nextpnr-himbaechel": "place and route", "icepack": "bitstream", "ecppack": "bitstream",

@@ -20,6 +20,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from . import __version__
 from .errors import HwgenError
+from .protocol import DEFAULT_BAUD
 from .quantize import QuantOptions
 
 # emoji=False: rich would otherwise turn text such as "events.npz:a:" (an archive member)
@@ -146,7 +147,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", required=True, help="the board's serial port (/dev/ttyUSB1, COM3, ...) "
                                                    "or a pyserial URL (socket://host:port)")
     run.add_argument("--inputs", required=True, help=".npy shaped [samples, T, *input_shape]")
-    run.add_argument("--baud", type=int, default=115200, help="UART baud rate of the board top (default 115200)")
+    run.add_argument("--baud", type=int, default=DEFAULT_BAUD,
+                     help=f"UART baud rate of the board top (default {DEFAULT_BAUD})")
     run.add_argument("--timeout", type=float, default=1.0,
                      help="seconds to wait for a reply beyond its time on the wire (default 1)")
 
