@@ -59,8 +59,9 @@ Assumptions
 * The order of tokens within a timestep is the one the RTL sees: the testbench sends the input
   in C-order, a dense engine fires in ascending address order, a convolution in raster order of
   positions, channels ascending; remaps keep their input's order (a sum pool sends a spike's
-  windows together). The stages carry per-token arrays in that order (the adapter,
-  :func:`chain_stages`, builds them from the golden model).
+  windows together). The stages carry per-token arrays in that order
+  (``hwgen.accelerator.cycles.chain_stages`` builds them from the golden model, asking each
+  unit's kind).
 * The structure constants are those of ``lanes.py`` and ``spike_queue.py``: stage 0 takes a
   step the cycle after it takes its job, stage 1 writes the fire-pass word one cycle later, the
   queue moves an entry to its output register one cycle after the write, the serializer takes
@@ -71,12 +72,11 @@ Assumptions
   the reset passes after reset (``cycles`` excludes them anyway), and the start queue of
   ``NetworkTop`` (it only bounds inferences in flight).
 
-The API (independent of how layers are represented, so that the layer-kind registry can
-provide it): :class:`EngineGeometry` (every number of an engine that the model needs),
-:class:`EngineStage` and :class:`RemapStage` (one unit of the chain and the work of one
-inference through it), :func:`inference_cycles` (the model). :func:`chain_stages` and
-:func:`expected_cycles` adapt today's ``hardware.top.plan_units`` and golden traces to it; they
-are kept apart from the model on purpose.
+The API knows nothing of layers: :class:`EngineGeometry` (every number of an engine that the
+model needs; each layer kind's ``geometry``), :class:`EngineStage` and :class:`RemapStage` (one
+unit of the chain and the work of one inference through it; each kind's ``cost_stages``),
+:func:`inference_cycles` (the model). ``hwgen.accelerator.cycles`` applies it to a network:
+every report, the DSE, the bench and the tests ask it, and nothing else models cycles.
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["EngineGeometry", "EngineStage", "RemapStage", "Stage", "Timing", "chain_stages",
-           "engine_geometry", "expected_cycles", "inference_cycles", "inference_timing"]
+__all__ = ["EngineGeometry", "EngineStage", "RemapStage", "Stage", "Timing", "inference_cycles",
+           "inference_timing"]
 
 #: An edge before anything happened: ``max`` with it is a no-op.
 _NEVER = -(1 << 60)
@@ -607,149 +607,3 @@ def inference_cycles(stages: Sequence[Stage], readout_latency: int = 1) -> int:
     through the end of the count (``done`` is high the cycle after: 1).
     """
     return inference_timing(stages, readout_latency).cycles
-
-
-# ============================================================================ the adapter
-#
-# Today's layer representation (hardware.top.plan_units, the golden trace) to stages. The
-# layer-kind registry will provide the geometry and the per-token arrays instead; the model
-# above does not know what a layer is.
-
-
-def engine_geometry(unit, parallel: int) -> EngineGeometry:
-    """The :class:`EngineGeometry` of a ``plan_units`` engine unit at ``parallel`` lanes."""
-    from .hardware import ConvLIFEngine, DenseLIFEngine
-    from .hardware.lanes import lanes_and_groups
-
-    layer = unit.layer
-    if unit.kind == "conv":
-        c_out, h_out, w_out = (int(d) for d in layer.output_shape)
-        reach = c_out // layer.groups
-        lanes, groups = lanes_and_groups(reach, parallel)
-        return EngineGeometry(lanes=lanes, groups=groups, reach=reach,
-                              fire_words=h_out * w_out * layer.groups * groups,
-                              queue_words=ConvLIFEngine.default_queue_depth + 2,
-                              pipeline_latency=ConvLIFEngine.pipeline_latency,
-                              decode_latency=ConvLIFEngine.decode_latency,
-                              event_buffer=4,  # ConvLIFEngine's event_buffer default
-                              words_per_position=layer.groups * groups)
-    lanes, groups = lanes_and_groups(layer.out_features, parallel)
-    return EngineGeometry(lanes=lanes, groups=groups, reach=layer.out_features,
-                          fire_words=groups, queue_words=groups + 2,
-                          pipeline_latency=DenseLIFEngine.pipeline_latency)
-
-
-def _windows(layer, shape) -> list[list[int]]:
-    """Per input position ``y * W + x`` of a pool, the output positions ``oy * W_out + ox`` of
-    the windows a spike there lies in, in the order ``SumPoolRemap`` sends them (``oy``, then
-    ``ox``, descending); empty past the last full window."""
-    from .hardware.conv import axis_taps
-
-    _, h, w = shape
-    _, h_out, w_out = layer.output_shape
-    ys = axis_taps(h, layer.kernel[0], layer.stride[0], layer.padding[0], h_out)
-    xs = axis_taps(w, layer.kernel[1], layer.stride[1], layer.padding[1], w_out)
-    table = []
-    for _, ny, oy in ys:
-        for _, nx, ox in xs:
-            table.append([(oy - i) * w_out + (ox - j) for i in range(ny) for j in range(nx)])
-    return table
-
-
-def chain_stages(qnet, parallel: int, trace, sample: int, inputs=None) -> list[Stage]:
-    """The stages of ``qnet`` at ``parallel`` for inference ``sample`` of a golden ``trace``.
-
-    ``inputs`` (``[B, T, *input_shape]``, the batch the trace ran) gives the input tokens'
-    addresses, which a convolution or pool at the input needs; without it the first layer's
-    events are taken as spread evenly over its input (exact for a dense first layer).
-    Readout: a convolution as last layer reaches it through a flatten remap (a stage).
-    """
-    from .hardware.conv import conv_tap_counts
-    from .hardware.pool import flatten_is_identity
-    from .hardware.tokens import is_map
-    from .hardware.top import plan_units
-
-    units, _, _ = plan_units(qnet)
-    T = int(qnet.timesteps)
-    stream: list[np.ndarray] | None = None  # per timestep, the token addresses (C-order)
-    if inputs is not None:
-        x = np.asarray(inputs[sample]).reshape(T, -1)
-        stream = [np.flatnonzero(x[t]) for t in range(T)]
-    stages: list[Stage] = []
-    for unit in units:
-        shape = unit.in_shape
-        if unit.kind in ("dense", "conv"):
-            g = engine_geometry(unit, parallel)
-            k = unit.spiking
-            if unit.kind == "dense":
-                if stream is None:
-                    stream = [np.zeros(int(e), dtype=np.int64)
-                              for e in trace.layer_events[k][sample].tolist()]
-                taps = [np.ones(len(s), dtype=np.int64) for s in stream]
-            elif stream is None:
-                events = trace.layer_events[k][sample].tolist()
-                positions = (trace.layer_ops[k][sample] // g.reach).tolist()
-                taps = [EngineStage.from_totals(g, [e], [f], [0]).taps[0]
-                        for e, f in zip(events, positions)]
-            else:
-                _, h, w = shape
-                table = conv_tap_counts(unit.layer).reshape(-1)
-                taps = [table[s % (h * w)] for s in stream]
-            spikes = trace.spikes[k][sample].numpy()  # [T, N], C-order
-            words, stream = [], []
-            for t in range(T):
-                fired = np.flatnonzero(spikes[t])
-                if unit.kind == "conv":
-                    c_out, h_out, w_out = unit.layer.output_shape
-                    cog = c_out // unit.layer.groups
-                    c, pos = np.divmod(fired, h_out * w_out)
-                    order = np.lexsort((c, pos))  # raster of positions, channels ascending
-                    fired, c, pos = fired[order], c[order], pos[order]
-                    cg, local = np.divmod(c, cog)
-                    words.append(pos * g.words_per_position + cg * g.groups + local // g.lanes)
-                else:
-                    words.append(fired // g.lanes)
-                stream.append(fired)
-            stages.append(EngineStage.from_words(g, taps, words))
-        elif unit.kind in ("sum_pool", "max_pool"):
-            if stream is None:
-                raise ValueError(f"pool {unit.layer.name!r} at the input: chain_stages needs "
-                                 f"the inputs")
-            c, h, w = shape
-            _, h_out, w_out = unit.layer.output_shape
-            table = _windows(unit.layer, shape)
-            fanout, out = [], []
-            for s in stream:
-                ch, pos = np.divmod(s, h * w)
-                per = [table[p] for p in pos.tolist()]
-                fanout.append(np.array([len(p) for p in per], dtype=np.int64))
-                out.append(np.array([cc * h_out * w_out + o for cc, p in zip(ch.tolist(), per)
-                                     for o in p], dtype=np.int64))
-            stages.append(RemapStage(1, fanout))
-            if unit.kind == "max_pool":
-                keep, passed = [], []
-                for s in out:
-                    _, first = np.unique(s, return_index=True)
-                    mask = np.zeros(len(s), dtype=np.int64)
-                    mask[first] = 1
-                    keep.append(mask)
-                    passed.append(s[mask.astype(bool)])
-                # MaxPoolDedup clears a bitmap bank of C * H_out rows between timesteps
-                stages.append(RemapStage(1, keep, tick_wait=c * h_out))
-                out = passed
-            stream = out
-        elif unit.kind == "flatten":
-            stages.append(RemapStage(unit.latency))
-        else:
-            raise ValueError(f"unit {unit.kind!r} has no cost model")
-    last = units[-1]
-    if is_map(last.out_shape) and not flatten_is_identity(last.out_shape):
-        stages.append(RemapStage(1))  # the readout's flatten
-    return stages
-
-
-def expected_cycles(qnet, parallel: int, trace, inputs=None) -> list[int]:
-    """Per inference of ``trace`` (and its ``inputs``, see :func:`chain_stages`), the modelled
-    ``cycles`` of ``NetworkTop(qnet, parallel)``."""
-    return [inference_cycles(chain_stages(qnet, parallel, trace, b, inputs))
-            for b in range(trace.batch)]

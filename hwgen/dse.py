@@ -5,8 +5,9 @@ candidate ``P`` (powers of two up to the widest layer, or the one ``P`` given) i
 memory plan of ``hwgen.devices.weight_plan`` (weights that do not fit the block RAM go to
 SPRAM, loaded over the host link), the fit check of ``hwgen.devices.board_fit`` (the one
 ``hwgen build`` applies before synthesis) and the latency of the cost model
-(``hwgen.report.event_driven_cycles``) on the representative inputs at the board clock,
-the *largest* over those inputs, so the target holds for every one of them. The cheapest
+(``hwgen.accelerator.cycles``, exact on the benchmark's designs) on the representative inputs
+(their first ``report.COST_SAMPLES``) at the board clock, the *largest* over those inputs, so
+the target holds for every one of them. The cheapest
 fitting candidate (fewest estimated LUTs) that meets the target wins. Every candidate is
 reported, so that a refusal says what was close.
 
@@ -21,12 +22,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from .accelerator.board_top import board_top_memories
 from .devices import board_fit, weight_plan
 from .errors import HwgenError
 from .golden import GoldenTrace
 from .ir import QuantNetwork
-from .report import event_driven_cycles
+from .accelerator.cycles import expected_cycles
+from .report import representative
 
 __all__ = ["Candidate", "Choice", "LOGIC_HEADROOM", "candidate_parallelism", "choose"]
 
@@ -70,15 +74,13 @@ def candidate_parallelism(qnet: QuantNetwork) -> list[int]:
     return out + [p]
 
 
-def _latency_cycles(qnet: QuantNetwork, parallel: int, activity: GoldenTrace) -> float:
-    return max(event_driven_cycles(qnet, parallel, [ops[i].tolist() for ops in activity.layer_ops],
-                                   [ev[i].tolist() for ev in activity.layer_events],
-                                   [s[i].double().sum(dim=1).tolist() for s in activity.spikes])
-               for i in range(activity.batch))
+def _latency_cycles(qnet: QuantNetwork, parallel: int, activity: GoldenTrace,
+                    inputs: np.ndarray | None) -> float:
+    return float(max(expected_cycles(qnet, parallel, *representative(activity, inputs))))
 
 
 def choose(qnet: QuantNetwork, board: str, activity: GoldenTrace, parallel: int | str,
-           latency_us: float | None = None) -> Choice:
+           latency_us: float | None = None, inputs: np.ndarray | None = None) -> Choice:
     """The hardware for ``board``: ``parallel`` as given, or ``"auto"`` for the cheapest
     candidate that fits and meets ``latency_us``. Raises ``HwgenError`` naming every
     candidate's problem when none does."""
@@ -93,7 +95,7 @@ def choose(qnet: QuantNetwork, board: str, activity: GoldenTrace, parallel: int 
     for p in options:
         plan = weight_plan(qnet, p, device, extra)
         verdict = board_fit(qnet, p, device, extra, plan)
-        cycles = _latency_cycles(qnet, p, activity)
+        cycles = _latency_cycles(qnet, p, activity, inputs)
         latency = cycles / clock_hz * 1e6
         shortfalls = list(verdict.shortfalls)
         cap = int(LOGIC_HEADROOM * board_cls.fpga().lut)

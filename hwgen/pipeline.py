@@ -19,13 +19,14 @@ from .arrays import load_npy, load_npz
 from .design import (SIM_BUILD, SIM_REPORT, VERILOG, LoadedDesign, check_replaceable, load_design,  # noqa: F401
                      write_atomic, write_design)
 from .dse import choose
+from .accelerator.cycles import expected_cycles
 from .accelerator.identity import model_hash
 from .errors import HwgenError
 from .events import load_event_samples
 from .frontend import import_torch, load_torch_model
 from .ir import Network, QuantNetwork
 from .quantize import QuantOptions, calibration_inputs, fidelity, quantize
-from .report import event_driven_cycles, hardware_report, render_markdown
+from .report import hardware_report, render_markdown
 
 Progress = Callable[[str], None]
 # The readout keeps a counter per output neuron and an argmax tree over them: beyond this
@@ -160,12 +161,12 @@ def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = 
     parallel, weight_memories, choice = opts.parallel, {}, None
     if opts.board:
         progress(f"hardware plan: P and memories for {opts.board}")
-        choice = choose(qnet, opts.board, activity, opts.parallel, opts.latency_us)
+        choice = choose(qnet, opts.board, activity, opts.parallel, opts.latency_us, activity_inputs)
         parallel, weight_memories = choice.parallel, choice.weight_memories
     report = {
         "model": model,
         "design_hash": model_hash(qnet, parallel, weight_memories),
-        "hardware": hardware_report(qnet, parallel, activity),
+        "hardware": hardware_report(qnet, parallel, activity, activity_inputs),
         "board_plan": choice.to_dict() if choice else None,
         "quantization": qreport.to_dict(),
         "fidelity": fid.to_dict() if fid else None,
@@ -256,18 +257,10 @@ def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
         report["accuracy_float"] = float((float_trace.prediction.numpy() == y).mean())
         report["accuracy_int"] = float((trace.prediction.numpy() == y).mean())
         report["accuracy_rtl"] = float((np.asarray(result.predictions) == y).mean())
-    bounds = event_driven_bounds(design.qnet, design.parallel, trace)
-    ratios = np.asarray(result.cycles, dtype=np.float64) / np.asarray(bounds, dtype=np.float64)
-    report["cycles_bound_mean"] = float(np.mean(bounds))
-    report["cycles_vs_bound_mean"] = float(ratios.mean())
-    report["cycles_vs_bound_max"] = float(ratios.max())
+    modelled = expected_cycles(design.qnet, design.parallel, trace, x)
+    ratios = np.asarray(result.cycles, dtype=np.float64) / np.asarray(modelled, dtype=np.float64)
+    report["cycles_model_mean"] = float(np.mean(modelled))
+    report["cycles_vs_model_mean"] = float(ratios.mean())
+    report["cycles_vs_model_max"] = float(ratios.max())
     write_atomic(Path(out) / SIM_REPORT, json.dumps(report, indent=1) + "\n")
     return report
-
-
-def event_driven_bounds(qnet: QuantNetwork, parallel: int, trace: golden.GoldenTrace) -> list[float]:
-    """Per sample, ``report.event_driven_cycles`` of the work the golden model says flows."""
-    return [event_driven_cycles(qnet, parallel, [ops[i].tolist() for ops in trace.layer_ops],
-                                [ev[i].tolist() for ev in trace.layer_events],
-                                [s[i].double().sum(dim=1).tolist() for s in trace.spikes])
-            for i in range(trace.batch)]

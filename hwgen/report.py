@@ -4,85 +4,46 @@ from __future__ import annotations
 
 import numpy as np
 
+from .accelerator.cycles import expected_timings, worst_case_timing
 from .devices import fit
 from .golden import GoldenTrace
 from .ir import QuantNetwork
-from .kinds import EngineGeometry
 from .widths import unsigned_bits
 
 FIT_DEVICES = ("ice40up5k", "ecp5-25f")
 
 
-def geometry(layer, parallel: int) -> EngineGeometry:
-    """How a spiking layer is folded onto its engine: the kind's own answer."""
-    return layer.geometry(parallel)
+#: Inferences of the representative data the expected cycles are modelled on: the model
+#: follows every token (tens of ms per inference), and a few dozen samples settle the mean.
+COST_SAMPLES = 32
 
 
-def layer_timestep_cycles(g: EngineGeometry, ops: float, events: float = 0.0) -> float:
-    """Engine cycles for one timestep: the input port takes at least one cycle per event and
-    ``G`` per in-range output position of it, then the fire pass walks its membrane words.
-
-    ``ops`` is the golden model's synaptic operations (events × in-range fan-out), so
-    ``ops / reach`` is the number of (event, in-range position) pairs.
-    """
-    return max(events, ops / g.reach * g.groups) + g.fire_words
-
-
-def layer_cycles(g: EngineGeometry, ops: list[float], events: list[float], spikes_out: list[float]) -> float:
-    """A layer's cycles over an inference. The serializer sends one token per spike and tick.
-
-    Where the spike queue holds a whole fire pass (dense layers), the serializer drains it
-    while the next timestep integrates: engine and serializer work in parallel and the
-    busier sets the pace. Where it does not (a conv's output map), a fire pass that fires
-    more spikes than it walks words waits for the serializer: each timestep's fire pass
-    lasts the longer of the two.
-    """
-    serializer = sum(spikes_out) + len(ops)
-    if g.queue_words >= g.fire_words:
-        engine = sum(layer_timestep_cycles(g, o, e) for o, e in zip(ops, events))
-    else:
-        engine = sum(layer_timestep_cycles(g, o, e) - g.fire_words + max(g.fire_words, s)
-                     for o, e, s in zip(ops, events, spikes_out))
-    return max(engine, serializer)
+def representative(activity: GoldenTrace, inputs: np.ndarray | None) -> tuple[GoldenTrace, np.ndarray | None]:
+    """The first :data:`COST_SAMPLES` inferences of ``activity`` (and of its ``inputs``)."""
+    n = min(activity.batch, COST_SAMPLES)
+    trace = GoldenTrace(spikes=[s[:n] for s in activity.spikes], counts=activity.counts[:n],
+                        prediction=activity.prediction[:n], synaptic_ops=activity.synaptic_ops[:n],
+                        layer_ops=[o[:n] for o in activity.layer_ops],
+                        layer_events=[e[:n] for e in activity.layer_events])
+    return trace, (None if inputs is None else np.asarray(inputs)[:n])
 
 
-def event_driven_cycles(qnet: QuantNetwork, parallel: int, ops: list[list[float]],
-                        events: list[list[float]] | None = None,
-                        spikes_out: list[list[float]] | None = None) -> float:
-    """The event-driven cost model of one inference, from the work that flowed.
+def hardware_report(qnet: QuantNetwork, parallel: int, activity: GoldenTrace | None,
+                    inputs: np.ndarray | None = None) -> dict:
+    """Per-layer sizes and memories, cycles, and whether the memories fit devices.
 
-    Per spiking layer ``k`` and timestep ``t``: ``ops[k][t]`` synaptic operations,
-    ``events[k][t]`` input events and ``spikes_out[k][t]`` output spikes (both default to
-    none). Layers overlap on the token pipeline, so the busiest one sets the pace, plus
-    every layer's tick-to-output latency and one cycle of readout.
-    """
-    busiest, latency = 0.0, 0
-    for k, (layer, per_step) in enumerate(zip(qnet.spiking_layers, ops)):
-        g = geometry(layer, parallel)
-        none = [0.0] * len(per_step)
-        busiest = max(busiest, layer_cycles(g, per_step, events[k] if events else none,
-                                            spikes_out[k] if spikes_out else none))
-        latency += g.pipeline_latency
-    return busiest + latency + 1
-
-
-def _worst_ops(qnet: QuantNetwork) -> list[float]:
-    """Per layer, the synaptic operations of a timestep in which every input is active."""
-    return [layer.full_fanout() for layer in qnet.spiking_layers]
-
-
-def hardware_report(qnet: QuantNetwork, parallel: int, activity: GoldenTrace | None) -> dict:
-    """Per-layer sizes and memories, cycle estimates, and whether the memories fit devices.
-
-    ``activity`` is the golden trace of representative inputs (the calibration or held-out
-    data): its mean synaptic operations give the expected cycles per inference.
+    Cycles are ``hwgen.accelerator.cycles``' model: the worst case (every input of every
+    layer active and every neuron firing at every timestep) and, with ``activity`` (the
+    golden trace of representative inputs ``inputs``, the held-out or random data), the mean
+    over its first :data:`COST_SAMPLES` inferences. Per layer, ``cycles_per_inference_*`` are
+    its engine's busy cycles (walker steps: integration and fire passes).
     """
     T = qnet.timesteps
     layers = [layer.report_entry(parallel) for layer in qnet.layers]
     spiking = [entry for entry in layers if "groups" in entry]
-    worst = _worst_ops(qnet)
-    for entry, layer, ops in zip(spiking, qnet.spiking_layers, worst):
-        entry["cycles_per_inference_worst"] = T * layer_timestep_cycles(geometry(layer, parallel), ops)
+    worst = worst_case_timing(qnet, parallel)
+    for entry, busy in zip(spiking, worst.engine_busy):
+        entry["cycles_per_inference_worst"] = busy
     report = {
         "input_shape": list(qnet.input_shape),
         "input_bits": qnet.input_bits,
@@ -93,19 +54,18 @@ def hardware_report(qnet: QuantNetwork, parallel: int, activity: GoldenTrace | N
         "readout_count_bits": unsigned_bits(T),
         "weight_memory_bits": sum(entry["weight_memory_bits"] for entry in spiking),
         "membrane_memory_bits": sum(entry["membrane_memory_bits"] for entry in spiking),
-        "cycles_per_inference_worst": event_driven_cycles(qnet, parallel, [[ops] * T for ops in worst]),
+        "cycles_per_inference_worst": worst.cycles,
         "layers": layers,
         "fit": {key: fit(qnet, parallel, key).to_dict() for key in FIT_DEVICES},
     }
     if activity is not None:
-        mean_ops = [ops.double().mean(dim=0).tolist() for ops in activity.layer_ops]
-        mean_events = [ev.double().mean(dim=0).tolist() for ev in activity.layer_events]
-        mean_fired = [s.double().sum(dim=2).mean(dim=0).tolist() for s in activity.spikes]
-        for entry, layer, ops, ev, fired in zip(spiking, qnet.spiking_layers, mean_ops, mean_events, mean_fired):
-            entry["synaptic_ops_per_inference_expected"] = float(sum(ops))
-            entry["cycles_per_inference_expected"] = layer_cycles(geometry(layer, parallel), ops, ev, fired)
-        report["cycles_per_inference_expected"] = event_driven_cycles(qnet, parallel, mean_ops, mean_events,
-                                                                      mean_fired)
+        trace, x = representative(activity, inputs)
+        timings = expected_timings(qnet, parallel, trace, x)
+        for k, (entry, layer) in enumerate(zip(spiking, qnet.spiking_layers)):
+            entry["synaptic_ops_per_inference_expected"] = float(activity.layer_ops[k].double().sum(dim=1).mean())
+            entry["cycles_per_inference_expected"] = float(np.mean([t.engine_busy[k] for t in timings]))
+        report["cycles_per_inference_expected"] = float(np.mean([t.cycles for t in timings]))
+        report["cycles_modelled_samples"] = trace.batch
         report["synaptic_ops_per_inference_expected"] = float(activity.synaptic_ops.double().mean())
     return report
 

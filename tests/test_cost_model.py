@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from hwgen import golden
-from hwgen.cost import EngineGeometry, EngineStage, RemapStage, chain_stages, expected_cycles, \
-    inference_cycles, inference_timing
-from hwgen.hardware import pack_token
+from hwgen.accelerator.cycles import chain_stages, expected_cycles
+from hwgen.cost import EngineGeometry, EngineStage, RemapStage, inference_cycles, inference_timing
+from hwgen.hardware.tokens import pack_token
 from hwgen.testing import random_conv_network, random_quant_network, random_spikes
 
 import hwsim
@@ -279,7 +279,7 @@ def test_bench_model_rows(tmp_path):
     """Every model row, the NIR paper's N-MNIST CNN among them (where the busiest-layer model
     is 1.5x low). The quantized network does not depend on ``P``: one design per model."""
     from hwgen.bench.models import MODELS
-    from hwgen.pipeline import load_design
+    from hwgen.design import load_design
 
     results = bench_results()
     designs = {}

@@ -20,6 +20,7 @@ from hwgen import golden
 from hwgen.hardware.dense import DenseLIFEngine
 from hwgen.hardware.readout import Readout
 from hwgen.hardware.tokens import pack_token, token_layout, unpack_token
+from hwgen.accelerator.cycles import expected_cycles
 from hwgen.accelerator.top import build_top
 from hwgen.ir import Leak, QuantNetwork
 from hwgen.kinds import Flatten
@@ -254,7 +255,7 @@ def test_cycle_cost_per_timestep():
     input of a layer, with STEP_CONSTANT = 0: the engine takes a token in the last cycle of
     the previous one's groups, and the fire pass of a tick overlaps the next timestep's
     integration. A whole inference adds a one-off fill and drain (``pipeline_latency``, the
-    last timestep's output spikes, the readout's cycle), which ``estimate_cycles`` models.
+    last timestep's output spikes, the readout's cycle), which the cost model has exactly.
     """
     STEP_CONSTANT = 0
     qnet = random_quant_network([12, 8], seed=100, timesteps=6)
@@ -274,20 +275,14 @@ def test_cycle_cost_per_timestep():
         model = active * G + G + STEP_CONSTANT
         assert (steps >= model).all(), (steps, model)  # no faster than one group per cycle
         assert (steps <= 1.25 * model).all(), (steps, model)
-        final = int(trace.spikes[-1][b, -1].sum())
-        assert got["cycles"][b] == top.estimate_cycles([active.tolist()], final)
+    assert got["cycles"] == expected_cycles(qnet, 2, trace, inputs)
 
 
-def test_cycle_estimate_of_a_chain():
+def test_cycle_model_of_a_chain():
     qnet = random_quant_network([16, 12, 6], seed=5, timesteps=6)
     inputs = random_spikes((2, 6, 16), 0.3, seed=6)
     got = check_against_golden(qnet, 2, inputs)
-    trace = golden.run(qnet, inputs)
-    for b in range(2):
-        into = [inputs[b].sum(axis=1).tolist()] + [s[b].sum(axis=1).tolist()
-                                                   for s in trace.spikes[:-1]]
-        estimate = got["top"].estimate_cycles(into, int(trace.spikes[-1][b, -1].sum()))
-        assert estimate <= got["cycles"][b] <= 1.1 * estimate, (got["cycles"][b], estimate)
+    assert got["cycles"] == expected_cycles(qnet, 2, golden.run(qnet, inputs), inputs)
 
 
 def test_cycles_output_counts_from_accept_to_done():

@@ -21,9 +21,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from ..hardware.conv import conv_tap_counts
 from ..hardware.memories import MemorySpec, load_signature, pack_words
-from ..hardware.pool import FlattenRemap, flatten_is_identity
+from ..hardware.pool import FlattenRemap
 from ..hardware.readout import Readout
 from ..hardware.stall import StallPoint
 from ..hardware.tokens import (
@@ -37,7 +36,7 @@ from ..ir import QuantNetwork
 from ..kinds import Stream, Unit
 from ..widths import address_bits, unsigned_bits
 
-__all__ = ["NetworkTop", "Unit", "build_top", "estimate_cycles", "network_activity", "packed_weights", "plan_units",
+__all__ = ["NetworkTop", "Unit", "build_top", "network_memories", "packed_weights", "plan_units",
            "tap_signature"]
 
 
@@ -77,114 +76,6 @@ def plan_units(qnet: QuantNetwork) -> tuple[list[Unit], StreamShape, int]:
         planned, stream = layer.plan_hardware(stream)
         units += planned
     return units, in_shape, value_bits
-
-
-def _engine_costs(unit: Unit, parallel: int) -> tuple[int, int, int]:
-    """``(cycles per unit of work, fire-pass cycles, decode latency)`` of a spiking unit."""
-    g = unit.node.geometry(parallel)
-    return g.groups, g.fire_words, g.decode_latency
-
-
-def estimate_cycles(qnet: QuantNetwork, parallel: int, active_inputs: Sequence[Sequence[int]],
-                    final_spikes: int = 0, fanout: Sequence[Sequence[int]] | None = None) -> int:
-    """An estimate of ``NetworkTop.cycles`` for one inference, input offered back to back.
-
-    ``active_inputs[k][t]`` is the number of events into spiking layer ``k`` at timestep ``t``
-    (row 0: the input; row ``k``: what reaches layer ``k`` from layer ``k - 1``, after any
-    pooling); ``final_spikes`` is the number of spikes the last layer sends in the last
-    timestep. For a convolution layer ``fanout[k][t]`` is the number of in-range kernel taps
-    those events reach in total (``Σ_events taps``, see :func:`network_activity`); dense
-    layers ignore it.
-
-    Each engine spends ``work`` cycles integrating a timestep (dense: ``a * G``; convolution:
-    ``fanout * G``) and ``pass`` cycles on its fire pass (dense: ``G``; convolution:
-    ``H_out * W_out * groups * G``), back to back, but cannot start timestep ``t`` before its
-    upstream's fire pass of ``t`` sends the first spike (``pipeline_latency`` after that
-    upstream took its tick, plus the latency of the remap units and of the convolution
-    engine's decode register in between), nor finish it before the upstream's tick arrives.
-    Exact for one dense layer (tests/test_hardware.py); within 2 % for one convolution layer
-    on an idle engine (tests/test_hardware_conv.py). It ignores the port's one cycle per
-    token, which shows when most events reach no tap (kernel < stride: up to 15 % low). For a
-    chain it assumes that a fire pass sends its spikes one per cycle, so it runs low when a
-    layer is slower to accept than its upstream is to fire (backpressure into the upstream
-    fire pass, which then stops overlapping the next timestep: about 20 % low on a
-    conv -> max pool -> conv -> dense chain).
-    """
-    units, _, _ = plan_units(qnet)
-    engines = [u for u in units if u.spiking is not None]
-    if len(active_inputs) != len(engines):
-        raise ValueError(f"need one row of spike counts per spiking layer ({len(engines)}), "
-                         f"got {len(active_inputs)}")
-    upstream = None  # (edges at which the previous engine took its ticks, its pass, latency)
-    path = 0  # remap latency between the previous engine (or the input) and this one
-    for unit in units:
-        if unit.spiking is None:
-            path += unit.latency
-            continue
-        k = unit.spiking
-        per_cycle, fire_pass, decode = _engine_costs(unit, parallel)
-        if unit.node.unit_stem == "conv":
-            if fanout is None or len(fanout) <= k or fanout[k] is None:
-                raise ValueError(f"layer {unit.node.name!r} is a convolution: give fanout[{k}], "
-                                 f"the in-range taps its input events reach per timestep")
-            work = [int(f) * per_cycle for f in fanout[k]]
-        else:
-            work = [int(a) * per_cycle for a in active_inputs[k]]
-        ticks = []
-        free = 0  # the edge from which the engine can take its next token
-        for t, a in enumerate(active_inputs[k]):
-            if upstream is None:  # the driver offers every token as soon as one is taken
-                start = free if t else path + decode
-                tick = max(free, start) + work[t]
-            else:
-                up_ticks, up_pass, up_latency = upstream
-                first = up_ticks[t] + up_latency + path + decode
-                arrival = first + max(up_pass - 1, int(a))
-                tick = max(max(free, first) + work[t], arrival)
-            ticks.append(tick)
-            free = tick + fire_pass
-        latency = unit.node.geometry(parallel).pipeline_latency
-        upstream, path = (ticks, fire_pass, latency), 0
-    ticks, fire_pass, latency = upstream
-    # The readout of a convolution layer counts flattened addresses.
-    if is_map(engines[-1].out_shape):
-        path += 0 if flatten_is_identity(engines[-1].out_shape) else 1
-    # `cycles` runs from the first accepting edge (0 here) through the `done` cycle.
-    return ticks[-1] + latency + max(fire_pass - 1, final_spikes) + path + 1
-
-
-def network_activity(qnet: QuantNetwork, sample) -> tuple[list[list[int]], list[list[int] | None], int]:
-    """``(active_inputs, fanout, final_spikes)`` of one inference, for :func:`estimate_cycles`.
-
-    ``sample`` is ``[T, *input_shape]``; the counts come from the golden model (a sum pool's
-    count ``n`` is ``n`` events, a direct input value one event).
-    """
-    import torch
-
-    from .. import golden
-
-    x_all = torch.as_tensor(np.asarray(sample)).to(torch.int64)
-    trace = golden.run(qnet, x_all[None])
-    timesteps = x_all.shape[0]
-    units, _, _ = plan_units(qnet)
-    active: list[list[int]] = [[] for u in units if u.spiking is not None]
-    fanout: list[list[int] | None] = [None] * len(active)
-    for t in range(timesteps):
-        x = x_all[t].reshape(1, *qnet.input_shape)
-        if qnet.input_bits > 1:
-            x = (x != 0).long()  # one event per non-zero value
-        for unit in units:
-            if unit.spiking is not None:
-                k = unit.spiking
-                active[k].append(int(x.sum()))
-                if unit.node.unit_stem == "conv":
-                    taps = torch.from_numpy(conv_tap_counts(unit.node))
-                    fanout[k] = (fanout[k] or []) + [int((x.reshape(unit.in_shape) * taps).sum())]
-                x = trace.spikes[k][0, t].long()
-            elif unit.node.unit_stem != "flatten":  # pools
-                x = unit.node.golden_step(x.reshape(1, *unit.in_shape))
-    final = int(trace.spikes[-1][0, -1].sum())
-    return active, fanout, final
 
 
 def start_slots(units: Sequence[Unit]) -> int:
@@ -228,10 +119,10 @@ class NetworkTop(wiring.Component):
     """The whole accelerator for ``qnet``, each layer ``parallel`` neurons (dense) or output
     channels (convolution) per cycle.
 
-    ``units`` is the chain (:func:`plan_units`); ``lanes``, ``groups`` and
-    ``pipeline_latency`` hold each spiking layer's ``P``, ``G`` and tick-to-output latency,
-    and ``fire_pass`` its fire-pass cycles, for reports (:meth:`estimate_cycles`); the
-    components themselves are built by :meth:`elaborate`.
+    ``units`` is the chain (:func:`plan_units`); ``geometry`` holds each spiking layer's
+    folding (its kind's ``EngineGeometry``: ``lanes`` P, ``groups`` G, fire pass, latencies;
+    ``lanes`` and ``groups`` repeat the first two); the cycle cost is
+    ``hwgen.accelerator.cycles``'; the components themselves are built by :meth:`elaborate`.
 
     When the last spiking layer is a convolution, the readout counts its spikes per
     flattened C-order index ``c*H*W + y*W + x`` (a ``FlattenRemap`` feeds it).
@@ -271,13 +162,9 @@ class NetworkTop(wiring.Component):
             raise ValueError(f"weight_memories names layers {sorted(unknown)}, but the network "
                              f"has spiking layers 0..{len(engines) - 1}")
         self._engine_units = {u.spiking: u for u in engines}
-        self.lanes, self.groups, self.fire_pass, self.pipeline_latency = [], [], [], []
-        for unit in engines:
-            g = unit.node.geometry(parallel)
-            self.lanes.append(g.lanes)
-            self.groups.append(g.groups)
-            self.fire_pass.append(g.fire_words)
-            self.pipeline_latency.append(g.pipeline_latency)
+        self.geometry = [unit.node.geometry(parallel) for unit in engines]
+        self.lanes = [g.lanes for g in self.geometry]
+        self.groups = [g.groups for g in self.geometry]
         self.output_shape = engines[-1].out_shape
         self.count_bits = unsigned_bits(qnet.timesteps)
         n_out = shape_size(self.output_shape)
@@ -307,11 +194,6 @@ class NetworkTop(wiring.Component):
             members["stall"] = In(len(self.stall_links))
             members["stall_offer"] = Out(len(self.stall_links))
         super().__init__(members)
-
-    def estimate_cycles(self, active_inputs: Sequence[Sequence[int]], final_spikes: int = 0,
-                        fanout: Sequence[Sequence[int]] | None = None) -> int:
-        """:func:`estimate_cycles` for this network and ``parallel``."""
-        return estimate_cycles(self.qnet, self.parallel, active_inputs, final_spikes, fanout)
 
     def weight_words(self, k: int) -> np.ndarray:
         """Spiking layer ``k``'s weight memory contents, ``[depth, P]`` signed weights (pack

@@ -20,9 +20,9 @@ per spiking layer and timestep, input events x in-range fan-out) and of the para
   sit between it and ``bound_busiest`` it says how much of the cross-timestep overlap the
   chain achieves.
 * **Dense baseline**: the cycles the *same* engines would need clock-driven, i.e. if every
-  input of every layer were an event at every timestep: ``report.event_driven_cycles`` of the
-  all-inputs-active work (so folding, fire passes, pipeline latencies and the layer overlap
-  are the same as for the event-driven run; only the sparsity is gone).
+  input of every layer were an event at every timestep (and so every neuron fired): the cost
+  model's ``worst_case_timing`` (so folding, fire passes, pipeline latencies and the layer
+  overlap are the same as for the event-driven run; only the sparsity is gone).
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ import math
 import numpy as np
 import torch
 
+from ..accelerator.cycles import worst_case_timing
 from ..golden import GoldenTrace
 from ..ir import QuantNetwork
 from ..kinds import SynapticLIF
-from ..report import event_driven_cycles
 
 
 def layer_neurons(layer: SynapticLIF) -> int:
@@ -77,11 +77,9 @@ def lockstep_bound(qnet: QuantNetwork, parallel: int, trace: GoldenTrace) -> np.
 
 
 def dense_baseline(qnet: QuantNetwork, parallel: int) -> float:
-    """Cycles of one inference with every input of every layer active at every timestep."""
-    T = qnet.timesteps
-    ops = [[full_fanout(layer)] * T for layer in qnet.spiking_layers]
-    events = [[float(layer_inputs(layer))] * T for layer in qnet.spiking_layers]
-    return float(event_driven_cycles(qnet, parallel, ops, events))
+    """Cycles of one inference with every input of every layer active at every timestep (and
+    so every neuron firing): ``hwgen.accelerator.cycles.worst_case_timing``."""
+    return float(worst_case_timing(qnet, parallel).cycles)
 
 
 def dense_layer_bound(qnet: QuantNetwork, parallel: int) -> list[int]:

@@ -10,7 +10,7 @@ import numpy as np
 from .. import golden
 from ..errors import HwgenError
 from ..ir import QuantNetwork
-from ..pipeline import event_driven_bounds
+from ..accelerator.cycles import expected_cycles
 from ..simulate import run_rtl
 from .bounds import dense_baseline, layer_bounds, lockstep_bound
 
@@ -38,7 +38,7 @@ def measure(qnet: QuantNetwork, parallel: int, verilog: Path, x: np.ndarray, sim
     bounds = layer_bounds(qnet, parallel, trace)  # [S, K]
     busiest = bounds.max(axis=1).astype(np.float64)
     total = bounds.sum(axis=1).astype(np.float64)
-    model = np.asarray(event_driven_bounds(qnet, parallel, trace), dtype=np.float64)
+    model = np.asarray(expected_cycles(qnet, parallel, trace, x), dtype=np.float64)
     ops = trace.synaptic_ops.double().numpy()
     layers = []
     for k, layer in enumerate(qnet.spiking_layers):

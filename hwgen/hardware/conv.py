@@ -173,7 +173,7 @@ class ConvLIFEngine(wiring.Component):
     Cost: an input event with ``n`` in-range taps occupies the walker for ``n * G`` cycles; an
     event with none is dropped at the port (it costs its transfer cycle only, hidden behind
     the walker's work while the event buffer has room); a tick occupies the walker for
-    ``words`` cycles (the fire pass). :meth:`timestep_cycles` adds these up. The walker takes
+    ``words`` cycles (the fire pass); ``hwgen.cost`` models the whole chain from this. The walker takes
     the next event from the buffer in the cycle it finishes the previous one, so there is no
     bubble; a token taken at the port reaches the walker ``decode_latency`` cycles later at the
     earliest. Output spikes go out in raster order of position ``(oy, ox)``, channels ascending
@@ -194,13 +194,15 @@ class ConvLIFEngine(wiring.Component):
     #: cycles of the buffered spike queue and the serializer register, as in the dense engine.
     #: Fire-pass words the spike queue holds (plus two) before the fire pass waits.
     default_queue_depth = 16
+    #: Events the decode stage holds for the walker (a first-word fall-through FIFO).
+    default_event_buffer = 4
     pipeline_latency = 5
     #: Cycles from the edge at which the port takes an event to the earliest edge at which the
     #: walker takes it out of the (first-word fall-through) event buffer.
     decode_latency = 1
 
     def __init__(self, layer: QuantConv2d, parallel: int, input_bits: int = 1,
-                 input_max: int | None = None, queue_depth: int | None = None, event_buffer: int = 4,
+                 input_max: int | None = None, queue_depth: int | None = None, event_buffer: int | None = None,
                  weight_target: str | None = None):
         c_in, h, w = (int(d) for d in layer.input_shape)
         c_out, h_out, w_out = (int(d) for d in layer.output_shape)
@@ -219,7 +221,7 @@ class ConvLIFEngine(wiring.Component):
         self.words_per_position = layer.groups * self.groups  # GG
         self.words = h_out * w_out * self.words_per_position
         self.queue_depth = max(1, self.default_queue_depth if queue_depth is None else queue_depth)
-        self.event_buffer = max(1, event_buffer)
+        self.event_buffer = max(1, self.default_event_buffer if event_buffer is None else event_buffer)
         self.y_taps = axis_taps(h, kh, layer.stride[0], layer.padding[0], h_out)
         self.x_taps = axis_taps(w, kw, layer.stride[1], layer.padding[1], w_out)
         # Loaded weights (a `weights` member) as in DenseLIFEngine.
@@ -234,28 +236,12 @@ class ConvLIFEngine(wiring.Component):
                                                    self.lanes * layer.weight_bits))
         super().__init__(members)
 
-    # ------------------------------------------------------------------------- cost model
-
-    @property
-    def tap_counts(self) -> np.ndarray:
-        """``[H, W]``: in-range taps of an input event at each position."""
-        return conv_tap_counts(self.layer)
-
-    def event_cycles(self, taps: int) -> int:
-        """Walker cycles of one input event reaching ``taps`` in-range taps."""
-        return taps * self.groups
-
-    def timestep_cycles(self, events_fanout: int) -> int:
-        """Walker cycles of one timestep whose input events reach ``events_fanout`` in-range
-        taps in total (``Σ_events taps``): ``events_fanout * G + words``."""
-        return events_fanout * self.groups + self.words
-
     # ------------------------------------------------------------------------- tables
 
     @classmethod
     def memories_for(cls, layer: QuantConv2d, parallel: int, input_bits: int = 1,
                      weight_target: str | None = None, queue_depth: int | None = None,
-                     event_buffer: int = 4) -> list[MemorySpec]:
+                     event_buffer: int | None = None) -> list[MemorySpec]:
         """The memories :meth:`elaborate` builds with these arguments, for the fit check and the
         reports (without building anything)."""
         P, G = lanes_and_groups(layer.output_shape[0] // layer.groups, parallel)
@@ -266,7 +252,7 @@ class ConvLIFEngine(wiring.Component):
         return [*lane_memories_list(layer, P, layer.input_shape[0] * kh * kw * G, words, weight_target),
                 *lane_values_memories(layer.name, "thresholds", lane_table(layer.threshold, P, G, layer.groups)),
                 *lane_values_memories(layer.name, "biases", lane_table(layer.bias, P, G, layer.groups)),
-                MemorySpec(layer.name, "event buffer", max(1, event_buffer),
+                MemorySpec(layer.name, "event buffer", max(1, cls.default_event_buffer if event_buffer is None else event_buffer),
                            Shape.cast(event_layout(layer, parallel, input_bits)).width,
                            initialised=False, read_write=True, logic_only=True),
                 *SpikeQueue.memories_for(layer.name, layer.output_shape, P, queue)]

@@ -135,10 +135,6 @@ class DenseLIFEngine(wiring.Component):
                 *lane_values_memories(layer.name, "biases", lane_table(layer.bias, P, G)),
                 *SpikeQueue.memories_for(layer.name, layer.out_features, P, G)]
 
-    def timestep_cycles(self, active_inputs: int) -> int:
-        """Cycles this engine holds its input for a timestep of ``active_inputs`` spikes."""
-        return (active_inputs + 1) * self.groups
-
     def elaborate(self, platform) -> Module:
         m = Module()
         layer = self.layer

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from ..cost import EngineGeometry  # noqa: F401 - what ``geometry`` returns
 from ..hardware.memories import MemorySpec
 from ..hardware.tokens import StreamShape
 
@@ -96,24 +97,3 @@ class Unit:
     def stem(self) -> str:
         """The kind's part of the unit's submodule name (``unit3_max_pool``)."""
         return self.node.unit_stem
-
-
-@dataclass(frozen=True)
-class EngineGeometry:
-    """How a spiking layer is folded onto its engine's lanes (docs/hardware.md).
-
-    ``lanes`` is P (capped at the channels one input reaches), ``groups`` G =
-    ceil(reach / P); ``reach`` the output channels one input event reaches per in-range
-    position; ``fire_words`` the membrane words the fire pass walks per timestep;
-    ``queue_words`` the fire-pass words the spike queue holds before the fire pass must
-    wait; ``pipeline_latency`` from the tick taken to the first output token;
-    ``decode_latency`` from a token taken at the port to the walker.
-    """
-
-    lanes: int
-    groups: int
-    reach: int
-    fire_words: int
-    pipeline_latency: int
-    queue_words: int
-    decode_latency: int = 0

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from amaranth.lib import wiring
 
-from ..hardware.conv import ConvLIFEngine, check_conv, conv_weight_words
+from ..cost import EngineStage, Stage
+from ..hardware.conv import ConvLIFEngine, check_conv, conv_tap_counts, conv_weight_words
 from ..hardware.lanes import lanes_and_groups
 from ..hardware.memories import MemorySpec
 from ..hardware.tokens import is_map
@@ -135,9 +136,41 @@ class QuantConv2d(_ConvShape, SynapticLIF):
     def geometry(self, parallel: int) -> EngineGeometry:
         _, h, w = self.output_shape
         lanes, groups = lanes_and_groups(self.channels_per_group, parallel)
-        return EngineGeometry(lanes, groups, self.channels_per_group, h * w * self.groups * groups,
-                              ConvLIFEngine.pipeline_latency, ConvLIFEngine.default_queue_depth + 2,
-                              ConvLIFEngine.decode_latency)
+        return EngineGeometry(lanes=lanes, groups=groups, reach=self.channels_per_group,
+                              fire_words=h * w * self.groups * groups,
+                              queue_words=ConvLIFEngine.default_queue_depth + 2,
+                              pipeline_latency=ConvLIFEngine.pipeline_latency,
+                              decode_latency=ConvLIFEngine.decode_latency,
+                              event_buffer=ConvLIFEngine.default_event_buffer,
+                              words_per_position=self.groups * groups)
+
+    def cost_stages(self, unit: Unit, parallel: int, tokens: list[np.ndarray] | None, trace, sample: int
+                    ) -> tuple[list[Stage], list[np.ndarray]]:
+        """The engine's stage of one inference (``hwgen.cost``): each input token reaches the
+        in-range output positions of its kernel; spikes leave in raster order of positions,
+        channels ascending, one fire-pass word per position and channel group."""
+        g = self.geometry(parallel)
+        k = unit.spiking
+        if tokens is None:  # addresses unknown: the events share the golden model's taps evenly
+            events = trace.layer_events[k][sample].tolist()
+            positions = (trace.layer_ops[k][sample] // g.reach).tolist()
+            taps = [EngineStage.from_totals(g, [e], [f], [0]).taps[0] for e, f in zip(events, positions)]
+        else:
+            _, h, w = self.input_shape
+            table = conv_tap_counts(self).reshape(-1)
+            taps = [table[s % (h * w)] for s in tokens]
+        c_out, h_out, w_out = self.output_shape
+        spikes = trace.spikes[k][sample].numpy()  # [T, N], C-order
+        words, fired_all = [], []
+        for t in range(len(spikes)):
+            fired = np.flatnonzero(spikes[t])
+            c, pos = np.divmod(fired, h_out * w_out)
+            order = np.lexsort((c, pos))  # raster of positions, channels ascending
+            fired, c, pos = fired[order], c[order], pos[order]
+            cg, local = np.divmod(c, self.channels_per_group)
+            words.append(pos * g.words_per_position + cg * g.groups + local // g.lanes)
+            fired_all.append(fired)
+        return [EngineStage.from_words(g, taps, words)], fired_all
 
     def weight_words(self, parallel: int) -> np.ndarray:
         return conv_weight_words(self, parallel)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from amaranth.lib import wiring
 
+from ..cost import EngineStage, Stage
 from ..hardware.dense import DenseLIFEngine, check_accumulator, dense_weight_words
 from ..hardware.lanes import lanes_and_groups
 from ..hardware.memories import MemorySpec
@@ -126,8 +127,22 @@ class QuantDense(SynapticLIF):
     def geometry(self, parallel: int) -> EngineGeometry:
         lanes, groups = lanes_and_groups(self.out_features, parallel)
         # The dense spike queue holds a whole fire pass (G + 2 entries).
-        return EngineGeometry(lanes, groups, self.out_features, groups, DenseLIFEngine.pipeline_latency,
-                              groups + 2, 0)
+        return EngineGeometry(lanes=lanes, groups=groups, reach=self.out_features, fire_words=groups,
+                              queue_words=groups + 2, pipeline_latency=DenseLIFEngine.pipeline_latency)
+
+    def cost_stages(self, unit: Unit, parallel: int, tokens: list[np.ndarray] | None, trace, sample: int
+                    ) -> tuple[list[Stage], list[np.ndarray]]:
+        """The engine's stage of one inference (``hwgen.cost``): every input token is one
+        walker step per group; spikes leave in address order, ``P`` per fire-pass word."""
+        g = self.geometry(parallel)
+        k = unit.spiking
+        if tokens is None:  # the order of the tokens does not matter to a dense engine
+            tokens = [np.zeros(int(e), dtype=np.int64) for e in trace.layer_events[k][sample].tolist()]
+        spikes = trace.spikes[k][sample].numpy()  # [T, N]
+        fired = [np.flatnonzero(spikes[t]) for t in range(len(spikes))]
+        stage = EngineStage.from_words(g, [np.ones(len(s), dtype=np.int64) for s in tokens],
+                                       [f // g.lanes for f in fired])
+        return [stage], fired
 
     def weight_words(self, parallel: int) -> np.ndarray:
         return dense_weight_words(self, parallel)

@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 from amaranth.lib import wiring
 
+from ..cost import RemapStage, Stage
 from ..hardware.memories import MemorySpec
 from ..hardware.pool import FlattenRemap, flatten_is_identity
 from ..hardware.tokens import is_map, shape_size
@@ -53,6 +55,11 @@ class Flatten(Node):
 
     def unit_latency(self, unit: Unit) -> int:
         return 0 if flatten_is_identity(unit.in_shape) else 1
+
+    def cost_stages(self, unit: Unit, parallel: int, tokens: list[np.ndarray] | None, trace, sample: int
+                    ) -> tuple[list[Stage], list[np.ndarray] | None]:
+        """Wires, or one register stage; C-order addresses are unchanged."""
+        return [RemapStage(self.unit_latency(unit))], tokens
 
     def unit_memories(self, unit: Unit, parallel: int, weight_target: str | None) -> list[MemorySpec]:
         return []  # wires, or one register stage

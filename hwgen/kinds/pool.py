@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from amaranth.lib import wiring
 
+from ..cost import RemapStage, Stage
 from ..errors import HwgenError
 from ..hardware.conv import axis_taps
 from ..hardware.memories import MemorySpec
@@ -103,6 +105,34 @@ class SumPool2d(Node):
     def unit_memories(self, unit: Unit, parallel: int, weight_target: str | None) -> list[MemorySpec]:
         return []  # the window tables are combinational
 
+    def windows(self) -> list[list[int]]:
+        """Per input position ``y * W + x``, the output positions ``oy * W_out + ox`` of the
+        windows a spike there lies in, in the order ``SumPoolRemap`` sends them (``oy``, then
+        ``ox``, descending); empty past the last full window."""
+        _, h, w = self.input_shape
+        _, h_out, w_out = self.output_shape
+        ys = axis_taps(h, self.kernel[0], self.stride[0], self.padding[0], h_out)
+        xs = axis_taps(w, self.kernel[1], self.stride[1], self.padding[1], w_out)
+        return [[(oy - i) * w_out + (ox - j) for i in range(ny) for j in range(nx)]
+                for _, ny, oy in ys for _, nx, ox in xs]
+
+    def cost_stages(self, unit: Unit, parallel: int, tokens: list[np.ndarray] | None, trace, sample: int
+                    ) -> tuple[list[Stage], list[np.ndarray]]:
+        """One register stage that sends a spike once per window it lies in."""
+        if tokens is None:
+            raise ValueError(f"pool {self.name!r} at the input: the cost model needs the input tokens")
+        c, h, w = self.input_shape
+        _, h_out, w_out = self.output_shape
+        table = self.windows()
+        fanout, out = [], []
+        for s in tokens:
+            ch, pos = np.divmod(s, h * w)
+            per = [table[p] for p in pos.tolist()]
+            fanout.append(np.array([len(p) for p in per], dtype=np.int64))
+            out.append(np.array([cc * h_out * w_out + o for cc, p in zip(ch.tolist(), per) for o in p],
+                                dtype=np.int64))
+        return [RemapStage(1, fanout)], out
+
     def logic_estimate(self, parallel: int, device_key: str, logic: dict) -> tuple[int, int, int]:
         return self.control_lut, self.control_lut // 2, 0
 
@@ -144,3 +174,18 @@ class MaxPool2d(SumPool2d):
 
     def unit_memories(self, unit: Unit, parallel: int, weight_target: str | None) -> list[MemorySpec]:
         return MaxPoolDedup.memories_for(self)
+
+    def cost_stages(self, unit: Unit, parallel: int, tokens: list[np.ndarray] | None, trace, sample: int
+                    ) -> tuple[list[Stage], list[np.ndarray]]:
+        """The window remap, then the dedup: the first event of a window in a timestep passes,
+        and a tick waits for the other bitmap bank's clear (``C * H_out`` rows)."""
+        remap, windows = super().cost_stages(unit, parallel, tokens, trace, sample)
+        keep, passed = [], []
+        for s in windows:
+            _, first = np.unique(s, return_index=True)
+            mask = np.zeros(len(s), dtype=np.int64)
+            mask[first] = 1
+            keep.append(mask)
+            passed.append(s[mask.astype(bool)])
+        c, h_out, _ = self.output_shape
+        return [*remap, RemapStage(1, keep, tick_wait=c * h_out)], passed
