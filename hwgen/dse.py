@@ -82,7 +82,7 @@ def choose(qnet: QuantNetwork, board: str, activity: GoldenTrace, parallel: int 
     """The hardware for ``board``: ``parallel`` as given, or ``"auto"`` for the cheapest
     candidate that fits and meets ``latency_us``. Raises ``HwgenError`` naming every
     candidate's problem when none does."""
-    from boards import get_board
+    from hwgen.boards import get_board
 
     from .build import board_top_memories
 

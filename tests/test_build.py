@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from boards import BOARDS, get_board
+from hwgen.boards import BOARDS, get_board
 from hwgen import digits
 from hwgen.build import NAME, board_top_memories, check_fit
 from hwgen.cli import main
