@@ -135,7 +135,7 @@ def fit_error(verdict, board_cls, others: dict[str, object], lower_p: dict[int, 
 
 
 def check_fit(design, board_cls, extra: list = ()):
-    from boards import BOARDS
+    from hwgen.boards import BOARDS
 
     device = DEVICES[board_cls.facts.device]
     if "ice40_spram" in design.weight_memories.values() and not device.spram:
@@ -177,7 +177,7 @@ def _run(tool: str, argv: list[str], cwd: Path, env: dict, log: Path) -> float:
 
 def build(out: Path, board: str, progress: Progress = _quiet, seed: int = SEED) -> dict:
     """Build the bitstream of ``out`` for ``board``; returns (and writes) the build report."""
-    from boards import get_board
+    from hwgen.boards import get_board
 
     start = time.monotonic()
     board_cls = get_board(board)

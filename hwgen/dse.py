@@ -84,7 +84,7 @@ def choose(qnet: QuantNetwork, board: str, activity: GoldenTrace, parallel: int 
     """The hardware for ``board``: ``parallel`` as given, or ``"auto"`` for the cheapest
     candidate that fits and meets ``latency_us``. Raises ``HwgenError`` naming every
     candidate's problem when none does."""
-    from boards import get_board
+    from hwgen.boards import get_board
 
     board_cls = get_board(board)
     device = board_cls.facts.device

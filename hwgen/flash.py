@@ -35,7 +35,7 @@ def openfpgaloader() -> str:
 
 def flash_command(out: Path, board: str) -> list[str]:
     """The exact command that loads ``out``'s bitstream for ``board``."""
-    from boards import get_board
+    from hwgen.boards import get_board
 
     from .build import bitstream_path
 

@@ -65,7 +65,7 @@ class GenerateOptions:
             if not self.latency_us > 0:
                 raise HwgenError(f"--latency-us must be positive, got {self.latency_us:g}")
         if self.board:
-            from boards import get_board
+            from hwgen.boards import get_board
 
             get_board(self.board)  # a clear error for an unknown board, before any work
         self.quant.validate()

@@ -48,7 +48,7 @@ from .simulate.runner import compile_verilog, environ, run_testbench
 from .simulate.vectors import write_vectors
 
 TOPLEVEL = "hwgen_batch"
-TEST_MODULE = "sim.tb_fuzz"
+TEST_MODULE = "hwgen.sim.tb_fuzz"
 MANIFEST_ENV = "HWGEN_FUZZ_MANIFEST"
 RESULTS_ENV = "HWGEN_FUZZ_RESULTS"
 STALL_POLICIES = ("none", "beat", "burst", "mixed", "hold")

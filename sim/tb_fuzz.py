@@ -48,9 +48,9 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from sim.tb_top import (CLOCK_PERIOD_NS, DRAIN_CYCLES, RECORD_CAP, RESET_CYCLES, StreamRecord,
-                        Vectors, check_readout, check_stream, input_tokens, mismatch,
-                        work_estimate)
+from hwgen.sim.tb_top import (CLOCK_PERIOD_NS, DRAIN_CYCLES, RECORD_CAP, RESET_CYCLES,
+                              StreamRecord, Vectors, check_readout, check_stream,
+                              input_tokens, mismatch, work_estimate)
 
 MANIFEST_ENV = "HWGEN_FUZZ_MANIFEST"
 RESULTS_ENV = "HWGEN_FUZZ_RESULTS"

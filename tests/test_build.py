@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from boards import BOARDS, get_board
+from hwgen.boards import BOARDS, get_board
 from hwgen import digits
 from hwgen.accelerator.board_top import board_top_memories
 from hwgen.build import NAME, check_fit

@@ -172,7 +172,7 @@ def test_compare_traces_finds_each_difference(designs):
 
 
 def test_stream_checker_catches_protocol_errors():
-    from sim.tb_top import Stream, StreamRecord, check_stream
+    from hwgen.sim.tb_top import Stream, StreamRecord, check_stream
 
     stream = Stream({"shape": [6], "fields": [3], "value_bits": 0})
     expected = np.zeros((2, 6), dtype=np.uint8)
@@ -199,7 +199,7 @@ def test_stream_checker_catches_protocol_errors():
 
 
 def test_map_addresses_round_trip_through_their_fields():
-    from sim.tb_top import Stream
+    from hwgen.sim.tb_top import Stream
 
     stream = Stream({"shape": [3, 5, 6], "fields": [3, 3, 2], "value_bits": 0})
     for index in range(3 * 5 * 6):

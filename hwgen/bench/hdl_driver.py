@@ -74,7 +74,7 @@ endmodule
 
 def _tokens(qnet: QuantNetwork, x: np.ndarray) -> tuple[list[int], list[int], int]:
     """Every sample's input tokens (the cocotb testbench's own encoding), lengths, width."""
-    from sim.tb_top import Stream, input_tokens
+    from hwgen.sim.tb_top import Stream, input_tokens
 
     stream = Stream(stream_spec(qnet.input_shape, qnet.input_bits if qnet.input_bits > 1 else 0))
     flat = x.reshape(x.shape[0], x.shape[1], -1)

@@ -354,7 +354,7 @@ class Bench:
         ``runs``); LUTs are the fit check's estimate unless a real build of that point exists.
         A point fits by the rule of ``hwgen generate --board`` (``dse.choose``).
         """
-        from boards import get_board
+        from hwgen.boards import get_board
 
         points = []
         built = [*self.results.get("builds", []), self.results.get("auto") or {}]

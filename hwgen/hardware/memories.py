@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,8 @@ __all__ = ["SPRAM_SHIM", "TARGETS", "LoadedWeights", "MemorySpec", "load_signatu
            "spram_blocks"]
 
 TARGETS = ("ram", "ice40_spram")
-SPRAM_SHIM = Path(__file__).resolve().parents[2] / "rtl_templates" / "ice40_spram.v"
+# rtl_templates/ in the checkout, installed as the package hwgen.rtl_templates (pyproject.toml)
+SPRAM_SHIM = Path(str(files("hwgen.rtl_templates") / "ice40_spram.v"))
 SPRAM_MODULE = "hwgen_ice40_spram"
 SPRAM_WORDS, SPRAM_BITS = 16384, 16  # one SB_SPRAM256KA
 

@@ -22,7 +22,7 @@ from .runner import REPO_ROOT, SIMULATORS, TIMESCALE, compile_verilog, log_tail
 __all__ = ["BOARD_TOPLEVEL", "BoardSim", "simulated_board"]
 
 BOARD_TOPLEVEL = BOARD_TOP_NAME
-BOARD_TEST_MODULE = "sim.tb_board"
+BOARD_TEST_MODULE = "hwgen.sim.tb_board"
 BOARD_SIM_ENV = "HWGEN_BOARD_SIM"
 # cocotb compiles with `iverilog -g2012`, under which declaration initialisers raise no event
 # at time 0, so an `always @*` block of Amaranth's Verilog whose inputs keep their initial

@@ -24,7 +24,7 @@ from .vectors import write_vectors
 __all__ = ["SimResult", "TEST_MODULE", "TOPLEVEL", "compare_traces", "run_rtl", "spikes_compared"]
 
 TOPLEVEL = "hwgen_top"
-TEST_MODULE = "sim.tb_top"
+TEST_MODULE = "hwgen.sim.tb_top"
 
 
 @dataclass
