@@ -227,7 +227,7 @@ def test_flatten_of_the_input_into_dense():
     qnet = random_conv_network((2, 3, 5), [{"type": "flatten"}, {"type": "dense", "out": 6},
                                            {"type": "dense", "out": 3}], seed=42, timesteps=3)
     top = described(build_top(qnet, 2))
-    assert [u.kind for u in top.units] == ["flatten", "dense", "dense"]
+    assert [u.stem for u in top.units] == ["flatten", "dense", "dense"]
     inputs = spikes_in(qnet, 2, 0.4, seed=43)
     check_against_golden(qnet, 2, inputs)
 
@@ -380,7 +380,13 @@ def test_conv_cycles_per_timestep(kernel, stride, padding, parallel):
         assert (steps <= 1.25 * model[1:]).all(), (steps, model)
     # With kernel 1 stride 2 three events in four reach no tap: they cost the walker nothing,
     # but the input port still takes them one per cycle; the cost model follows every token.
-    assert got["cycles"] == expected_cycles(qnet, parallel, trace, inputs)
+    # It takes the input in C-order, as the testbench sends it; this driver shuffles each
+    # timestep's events, which moves the dropped ones relative to the walker's work (a few
+    # cycles either way, 1 % here); in C-order the model is exact (tests/test_cost_model.py).
+    model = expected_cycles(qnet, parallel, trace, inputs)
+    exact = kernel >= stride
+    assert all((c == m) if exact else abs(c - m) <= 0.03 * m for c, m in zip(got["cycles"], model)), \
+        (got["cycles"], model)
     print(f"measured/model per timestep: {min(ratios):.3f} .. {max(ratios):.3f}")
 
 
