@@ -116,8 +116,18 @@ def test_quick_mode_end_to_end(tmp_path, monkeypatch):
         assert r["cycles_mean"] < r["dense_baseline"]
     assert stored["acceptance"]["event_driven_at_5pct_within_one_fifth"] is True
 
+    # --parallel auto for the MNIST-scale net on the iCEBreaker at 12 ms (runner.AUTO_*): P = 4
+    # is the cheapest design that fits and meets it. The quick mode generates that design and
+    # builds nothing; a refusal (no fit, an error) is a failure here, not an accepted outcome.
     auto = stored["auto"]
-    assert auto["call"].startswith("generate(") and (auto["ok"] or auto["error"])
+    assert auto["call"].startswith("generate(")
+    assert auto["ok"] is True and "error" not in auto, auto.get("error")
+    assert auto["parallel"] == 4, auto
+    assert auto["stage"].startswith("generate") and "lut" not in auto, auto  # no build
+    assert stored["acceptance"]["mnist784_icebreaker"]["parallel"] == 4
+    # the Verilog generated for the row really is the P = 4 design
+    top = tmp_path / "work" / "designs" / "mnist784_auto_icebreaker" / "hwgen_top.v"
+    assert "; P=4, T=25" in top.read_text()[:1000]
 
     for model in {p["model"] for p in stored["sweep"]}:
         for board in {p["board"] for p in stored["sweep"]}:
