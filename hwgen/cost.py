@@ -284,6 +284,20 @@ def _sink(inp: _Link, tokens: int) -> _Proc:
         inp.xfer.append(inp.offer[i])
 
 
+def _send(out: _Link, count: int, offer: int, j: int, sent: int
+          ) -> Generator[_Proc, None, tuple[int, int]]:
+    """Offer ``count`` tokens on ``out`` (its ``j``-th on), one per cycle from edge ``offer``;
+    returns the edge at which the last one left (``sent`` if none) and the next index."""
+    for _ in range(count):
+        out.offer.append(offer)
+        while len(out.xfer) <= j:
+            yield out.consumer
+        sent = out.xfer[j]
+        j += 1
+        offer = sent + 1
+    return sent, j
+
+
 def _register(inp: _Link, out: _Link, fanout: list[list[int]], tick_wait: int) -> _Proc:
     """A register stage that sends ``n`` tokens for each input token (a tick sends itself).
 
@@ -306,13 +320,7 @@ def _register(inp: _Link, out: _Link, fanout: list[list[int]], tick_wait: int) -
             offer = take + 1
             if n < 0 and last_tick is not None:
                 offer = max(offer, last_tick + tick_wait + 1)
-            for _ in range(max(n, 1)):
-                out.offer.append(offer)
-                while len(out.xfer) <= j:
-                    yield out.consumer
-                sent = out.xfer[j]
-                j += 1
-                offer = sent + 1
+            sent, j = yield from _send(out, max(n, 1), offer, j, _NEVER)
             release = sent
             if n < 0:
                 last_tick = sent
@@ -462,14 +470,7 @@ class _Engine:
             inner.append(moved)
             # the serializer takes it in the cycle the previous entry's last token leaves
             took = max(moved + 1, sent)
-            offer = took + 1
-            for _ in range(tokens):
-                out.offer.append(offer)
-                while len(out.xfer) <= j:
-                    yield out.consumer
-                sent = out.xfer[j]
-                j += 1
-                offer = sent + 1
+            sent, j = yield from _send(out, tokens, took + 1, j, sent)
 
 
 def _run(procs: list[_Proc], sink: _Proc) -> None:

@@ -26,16 +26,10 @@ from .flatten import Flatten
 from .lif import FloatSynapticLIF, SynapticLIF
 
 
-@dataclass
-class Dense(FloatSynapticLIF):
-    """A fully-connected synapse layer followed by its spiking neurons."""
+class _DenseShape:
+    """Widths of a fully-connected layer, shared by both forms."""
 
-    type_name: ClassVar[str] = "dense"
-
-    name: str
-    weight: np.ndarray  # [out, in] float32
-    bias: np.ndarray  # [out] float32 (zeros when the source had none)
-    neurons: LIFNeurons
+    weight: np.ndarray
 
     @property
     def in_features(self) -> int:
@@ -48,6 +42,18 @@ class Dense(FloatSynapticLIF):
     @property
     def output_shape(self) -> tuple[int]:
         return (self.out_features,)
+
+
+@dataclass
+class Dense(_DenseShape, FloatSynapticLIF):
+    """A fully-connected synapse layer followed by its spiking neurons."""
+
+    type_name: ClassVar[str] = "dense"
+
+    name: str
+    weight: np.ndarray  # [out, in] float32
+    bias: np.ndarray  # [out] float32 (zeros when the source had none)
+    neurons: LIFNeurons
 
     def per_neuron(self, values: torch.Tensor) -> torch.Tensor:
         return values
@@ -63,7 +69,7 @@ class Dense(FloatSynapticLIF):
 
 
 @dataclass
-class QuantDense(SynapticLIF):
+class QuantDense(_DenseShape, SynapticLIF):
     """Integer form of ``Dense``: every number the hardware stores or computes with."""
 
     type_name: ClassVar[str] = "quant_dense"
@@ -84,18 +90,6 @@ class QuantDense(SynapticLIF):
     # Largest input value per address and timestep: 1 for spikes, k*k after a k x k sum
     # pool, 2**input_bits - 1 for direct multi-bit input. Sizes acc_bits.
     input_max: int = 1
-
-    @property
-    def in_features(self) -> int:
-        return int(self.weight.shape[1])
-
-    @property
-    def out_features(self) -> int:
-        return int(self.weight.shape[0])
-
-    @property
-    def output_shape(self) -> tuple[int]:
-        return (self.out_features,)
 
     @property
     def input_size(self) -> int:
