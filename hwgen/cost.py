@@ -9,8 +9,8 @@ that chain, without running the RTL.
 Why a token-level model
 -----------------------
 Two older models (``report.event_driven_cycles``: the busiest layer sets the pace;
-``top.estimate_cycles``: timestep-following, but every output spike at one per cycle) miss
-the same thing: a unit that is slow to accept holds its upstream back. A convolution's spike
+``top.estimate_cycles``: timestep-following, but every output spike at one per cycle; both
+replaced by this one) missed the same thing: a unit that is slow to accept holds its upstream back. A convolution's spike
 queue holds 18 fire-pass words, not a pass; when it is full the fire pass waits, so the
 walker does not start the next timestep, so the engine stops taking input, and so on up the
 chain. On the NIR paper's N-MNIST CNN that made the busiest-layer model 1.5x low.

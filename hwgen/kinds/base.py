@@ -8,10 +8,11 @@ below, which each kind implements in its own module.
 
 Float node: ``float_step`` (``hwgen.ir_sim``), ``quantize`` (``hwgen.quantize``).
 Integer node: ``golden_step`` (``hwgen.golden``), ``plan_hardware`` and ``build_unit``
-(``hwgen.accelerator.top``), ``memories`` and ``logic_estimate`` (``hwgen.devices``),
+(``hwgen.accelerator.top``), ``unit_memories`` and ``logic_estimate`` (``hwgen.devices``),
 ``report_entry`` (``hwgen.report``). Nodes that hold neurons (``has_neurons``) add the
 synapse and neuron methods of ``hwgen.kinds.lif.SynapticLIF``: their state, their
-``geometry`` (folding onto lanes, the cost model's input) and their work counts.
+``geometry`` (folding onto lanes, the cost model's input); every kind gives the cost model
+its ``cost_stages`` (``hwgen.accelerator.cycles``).
 """
 
 from __future__ import annotations
