@@ -71,11 +71,8 @@ DEVICES = {
 }
 
 
-Memory = MemorySpec  # the name the fit check and the board top's list use
-
-
 def memories(qnet: QuantNetwork, parallel: int,
-             weight_memories: Mapping[int, str] | None = None) -> list[Memory]:
+             weight_memories: Mapping[int, str] | None = None) -> list[MemorySpec]:
     """The memories the hardware instantiates, with their shapes, as the network top lists
     them (``NetworkTop.memories``); the weights of the spiking layers in ``weight_memories``
     are loaded at run time (``"ice40_spram"``: into SPRAM)."""
@@ -147,7 +144,7 @@ class BoardFit:
         return asdict(self)
 
 
-def board_fit(qnet: QuantNetwork, parallel: int, device_key: str, extra: list[Memory] = (),
+def board_fit(qnet: QuantNetwork, parallel: int, device_key: str, extra: list[MemorySpec] = (),
               weight_memories: Mapping[int, str] | None = None) -> BoardFit:
     """What the bitstream of ``qnet`` needs on ``device_key``, before synthesis.
 
@@ -202,7 +199,7 @@ def board_fit(qnet: QuantNetwork, parallel: int, device_key: str, extra: list[Me
 
 
 def weight_plan(qnet: QuantNetwork, parallel: int, device_key: str,
-                extra: list[Memory] = ()) -> dict[int, str]:
+                extra: list[MemorySpec] = ()) -> dict[int, str]:
     """Which layers' weights to load at run time into SPRAM on ``device_key``: none when the
     design fits the block RAM as it is (loading costs the host a WEIGHTS upload after every
     configuration); otherwise the largest weight memories first, while they fit the SPRAM
@@ -237,7 +234,7 @@ BLOCK_COST = {"EBR": 64, "DP16KD": 128, "BSRAM": 128}
 HAS_LUT_RAM = {"EBR": False, "DP16KD": True, "BSRAM": True}
 
 
-def place_like_yosys(mem: Memory, device: Device) -> tuple[str, int]:
+def place_like_yosys(mem: MemorySpec, device: Device) -> tuple[str, int]:
     """Where Yosys will put ``mem`` on ``device``: (block kind name, blocks), ``("LUT RAM", 0)``
     or ``("logic", 0)``. A memory read combinationally (``logic_only``) cannot use a block."""
     if mem.logic_only:

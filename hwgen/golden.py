@@ -35,6 +35,13 @@ class GoldenTrace:
     def batch(self) -> int:
         return int(self.counts.shape[0])
 
+    def first(self, n: int) -> GoldenTrace:
+        """The trace of the first ``n`` inferences."""
+        return GoldenTrace(spikes=[s[:n] for s in self.spikes], counts=self.counts[:n],
+                           prediction=self.prediction[:n], synaptic_ops=self.synaptic_ops[:n],
+                           layer_ops=[o[:n] for o in self.layer_ops],
+                           layer_events=[e[:n] for e in self.layer_events])
+
 
 def synaptic_input(layer: Synaptic, x: torch.Tensor) -> torch.Tensor:
     """``Σ W·x`` for one timestep: x is [B, N_in] (dense) or [B, C, H, W] (conv), int64."""

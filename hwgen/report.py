@@ -21,12 +21,7 @@ COST_SAMPLES = 16
 
 def representative(activity: GoldenTrace, inputs: np.ndarray | None) -> tuple[GoldenTrace, np.ndarray | None]:
     """The first :data:`COST_SAMPLES` inferences of ``activity`` (and of its ``inputs``)."""
-    n = min(activity.batch, COST_SAMPLES)
-    trace = GoldenTrace(spikes=[s[:n] for s in activity.spikes], counts=activity.counts[:n],
-                        prediction=activity.prediction[:n], synaptic_ops=activity.synaptic_ops[:n],
-                        layer_ops=[o[:n] for o in activity.layer_ops],
-                        layer_events=[e[:n] for e in activity.layer_events])
-    return trace, (None if inputs is None else np.asarray(inputs)[:n])
+    return activity.first(COST_SAMPLES), (None if inputs is None else np.asarray(inputs)[:COST_SAMPLES])
 
 
 def hardware_report(qnet: QuantNetwork, parallel: int, activity: GoldenTrace | None,

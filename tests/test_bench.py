@@ -48,7 +48,7 @@ def test_dense_baseline_is_the_cost_model_with_every_input_active():
     ones = np.ones((1, 6, 32), dtype=np.uint8)
     trace = golden.run(qnet, ones)
     # the first layer sees every input; the cost model of that work is the baseline's first layer
-    assert bounds.full_fanout(qnet.spiking_layers[0]) == float(trace.layer_ops[0][0, 0])
+    assert qnet.spiking_layers[0].full_fanout() == float(trace.layer_ops[0][0, 0])
     for p in (1, 4, 16):
         sparse = random_spikes((3, 6, 32), 0.05, seed=p)
         st = golden.run(qnet, sparse)

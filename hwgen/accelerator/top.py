@@ -204,10 +204,6 @@ class NetworkTop(wiring.Component):
         """:func:`packed_weights` of this network's loaded layers."""
         return packed_weights(self.qnet, self.parallel, self.weight_memories)
 
-    def memories(self) -> list[MemorySpec]:
-        """:func:`network_memories` of this top."""
-        return network_memories(self.qnet, self.parallel, self.weight_memories)
-
     def elaborate(self, platform) -> Module:
         m = Module()
 

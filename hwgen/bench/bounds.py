@@ -38,22 +38,9 @@ from ..ir import QuantNetwork
 from ..kinds import SynapticLIF
 
 
-def layer_neurons(layer: SynapticLIF) -> int:
-    return layer.output_size
-
-
-def layer_inputs(layer: SynapticLIF) -> int:
-    return layer.input_size
-
-
-def full_fanout(layer: SynapticLIF) -> float:
-    """Synaptic operations of one timestep in which every input of the layer is an event."""
-    return layer.full_fanout()
-
-
 def layer_bound(layer: SynapticLIF, parallel: int, ops_per_step: list[float]) -> int:
     """``Σ_t ceil(ops_t / P) + T · ceil(N / P)`` for one layer and one inference."""
-    fire = math.ceil(layer_neurons(layer) / parallel)
+    fire = math.ceil(layer.output_size / parallel)
     return int(sum(math.ceil(ops / parallel) for ops in ops_per_step) + len(ops_per_step) * fire)
 
 
@@ -70,7 +57,7 @@ def lockstep_bound(qnet: QuantNetwork, parallel: int, trace: GoldenTrace) -> np.
     """Per inference ``Σ_t max_k`` of the layers' per-timestep bounds (see the module doc)."""
     steps = []
     for layer, ops in zip(qnet.spiking_layers, trace.layer_ops):
-        fire = math.ceil(layer_neurons(layer) / parallel)
+        fire = math.ceil(layer.output_size / parallel)
         per = (ops.double() / parallel).ceil() + fire  # [B, T]
         steps.append(per)
     return torch.stack(steps).max(dim=0).values.sum(dim=1).numpy()
@@ -85,4 +72,4 @@ def dense_baseline(qnet: QuantNetwork, parallel: int) -> float:
 def dense_layer_bound(qnet: QuantNetwork, parallel: int) -> list[int]:
     """The lower bound per layer of a clock-driven schedule (every input every timestep)."""
     T = qnet.timesteps
-    return [layer_bound(layer, parallel, [full_fanout(layer)] * T) for layer in qnet.spiking_layers]
+    return [layer_bound(layer, parallel, [layer.full_fanout()] * T) for layer in qnet.spiking_layers]

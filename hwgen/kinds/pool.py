@@ -8,6 +8,7 @@ timestep (``hardware.pool.MaxPoolDedup``).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -71,17 +72,7 @@ class SumPool2d(Node):
 
     def window_population(self) -> int:
         """Most input positions inside one window (padding excluded): the largest count."""
-        _, h, w = self.input_shape
-        _, h_out, w_out = self.output_shape
-        rows = [0] * h_out
-        for _, n, first in axis_taps(h, self.kernel[0], self.stride[0], self.padding[0], h_out):
-            for i in range(n):
-                rows[first - i] += 1
-        cols = [0] * w_out
-        for _, n, first in axis_taps(w, self.kernel[1], self.stride[1], self.padding[1], w_out):
-            for i in range(n):
-                cols[first - i] += 1
-        return max(rows) * max(cols)
+        return max(Counter(o for outputs in self.windows() for o in outputs).values())
 
     def next_input_max(self, input_max: int) -> int:
         return input_max * self.window_population()

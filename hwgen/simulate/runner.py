@@ -47,20 +47,19 @@ def environ(**changes: str | None):
     cocotb's runner copies ``os.environ`` over its ``extra_env`` and looks tools up on this
     process's ``PATH``, so the settings have to be made here.
     """
+    def put(values: dict[str, str | None]) -> None:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
     saved = {k: os.environ.get(k) for k in changes}
     try:
-        for k, v in changes.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        put(changes)
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        put(saved)
 
 
 def verilator_env() -> dict[str, str]:
