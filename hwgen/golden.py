@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .ir import QuantNetwork
+from .ir import INPUT, QuantNetwork
 from .kinds.lif import SynapticLIF, leak  # noqa: F401 - leak is part of this module's API
 
 Synaptic = SynapticLIF
@@ -76,12 +76,19 @@ def readout(counts: torch.Tensor) -> torch.Tensor:
 
 
 def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
-        membrane_range: list[list[int]] | None = None) -> GoldenTrace:
+        membrane_range: list[list[int]] | None = None,
+        current_range: list[list[int] | None] | None = None) -> GoldenTrace:
     """Simulate ``inputs`` shaped ``[B, T, *input_shape]`` through ``net``.
 
     Inputs are 0/1 spikes, or unsigned integers below ``2**net.input_bits`` for direct
     input. If ``membrane_range`` is a list, it receives per spiking layer ``[min, max]`` of
-    the unsaturated sum ``a`` (the quantizer's calibration of state widths).
+    the unsaturated sum ``a`` (the quantizer's calibration of state widths); likewise
+    ``current_range`` for the unsaturated synaptic current of CuBa layers (``None`` for
+    the others).
+
+    The layers run in ``net.layers``' order each timestep (docs/semantics.md, "Graphs"): a
+    node's inputs are its sources' outputs of the same step, or of the step before for a
+    delayed (recurrent) edge, zeros at ``t = 0``.
     """
     x_all = torch.as_tensor(np.asarray(inputs)).to(torch.int64)
     if x_all.ndim < 2:
@@ -89,33 +96,48 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
     batch, timesteps = x_all.shape[0], x_all.shape[1]
     x_all = x_all.reshape(batch, timesteps, *net.input_shape)
     synaptic = net.spiking_layers
+    index = {layer.name: n for n, layer in enumerate(synaptic)}
     states: list = [layer.golden_state() for layer in synaptic]
     spikes = [torch.zeros(batch, timesteps, int(np.prod(layer.output_shape)), dtype=torch.uint8)
               for layer in synaptic]
     layer_ops = [torch.zeros(batch, timesteps, dtype=torch.int64) for _ in synaptic]
     layer_events = [torch.zeros(batch, timesteps, dtype=torch.int64) for _ in synaptic]
+    delayed = {e.source for layer in net.layers for e in net.sources(layer) if e.delay}
+    previous = {name: torch.zeros(batch, *net.node(name).output_shape, dtype=torch.int64) for name in delayed}
     for t in range(timesteps):
-        x = x_all[:, t]
-        n = 0
+        outputs = {INPUT: x_all[:, t]}
         for layer in net.layers:
+            edges = net.sources(layer)
+            xs = [previous[e.source] if e.delay else outputs[e.source] for e in edges]
             if not layer.has_neurons:
-                x = layer.golden_step(x)
-            else:
-                events = (x != 0).long() if (n == 0 and net.input_bits > 1) else x
-                x, events = layer.golden_input(x), layer.golden_input(events)
-                layer_ops[n][:, t] = layer.event_fanout(events)
-                layer_events[n][:, t] = events.reshape(batch, -1).sum(dim=1)
-                s, states[n], a = layer.fire(states[n], layer.synaptic_input(x))
-                if membrane_range is not None:
-                    lo, hi = int(a.min()), int(a.max())
-                    if len(membrane_range) <= n:
-                        membrane_range.append([lo, hi])
-                    membrane_range[n] = [min(lo, membrane_range[n][0]), max(hi, membrane_range[n][1])]
-                spikes[n][:, t] = s.reshape(batch, -1).to(torch.uint8)
-                x = s.long()
-                n += 1
-    counts = spikes[-1].long().sum(dim=1)
+                outputs[layer.name] = layer.golden_step(xs if layer.joins else xs[0])
+                continue
+            n = index[layer.name]
+            x = layer.golden_concat([layer.golden_input(x) for x in xs]) if len(xs) > 1 else layer.golden_input(xs[0])
+            direct = net.input_bits > 1 and any(e.source == INPUT for e in edges)
+            events = (x != 0).long() if direct else x
+            layer_ops[n][:, t] = layer.event_fanout(events)
+            layer_events[n][:, t] = events.reshape(batch, -1).sum(dim=1)
+            s, states[n], a = layer.fire(states[n], layer.synaptic_input(x))
+            if membrane_range is not None:
+                _widen(membrane_range, n, a)
+            if current_range is not None:
+                j = getattr(states[n], "j", None)
+                while len(current_range) <= n:
+                    current_range.append(None)
+                if j is not None:
+                    _widen(current_range, n, j)
+            spikes[n][:, t] = s.reshape(batch, -1).to(torch.uint8)
+            outputs[layer.name] = s.long()
+        previous = {name: outputs[name] for name in delayed}
+    counts = spikes[index[net.output_layer.name]].long().sum(dim=1)
     sops = sum(ops.sum(dim=1) for ops in layer_ops)
     return GoldenTrace(spikes=spikes, counts=counts, prediction=readout(counts), synaptic_ops=sops,
                        layer_ops=layer_ops, layer_events=layer_events)
 
+
+def _widen(ranges: list, n: int, values: torch.Tensor) -> None:
+    lo, hi = int(values.min()), int(values.max())
+    while len(ranges) <= n:
+        ranges.append(None)
+    ranges[n] = [lo, hi] if ranges[n] is None else [min(lo, ranges[n][0]), max(hi, ranges[n][1])]

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from .golden import readout
-from .ir import Network
+from .ir import INPUT, Network
 
 
 @dataclass
@@ -76,21 +76,26 @@ def run_float(net: Network, inputs: torch.Tensor | np.ndarray) -> FloatTrace:
                          f"{net.input_shape}")
     x_all = x_all.reshape(batch, timesteps, *net.input_shape)
     layers = [layer.float_model() for layer in net.spiking_layers]
-    index = {id(layer.layer): n for n, layer in enumerate(layers)}
-    mems: list[torch.Tensor | None] = [None] * len(layers)
+    index = {layer.layer.name: n for n, layer in enumerate(layers)}
+    states: list = [None] * len(layers)
     spikes = [torch.zeros(batch, timesteps, layer.out_size, dtype=torch.uint8) for layer in layers]
+    delayed = {e.source for layer in net.layers for e in net.sources(layer) if e.delay}
+    previous = {name: torch.zeros(batch, *net.node(name).output_shape) for name in delayed}
     with torch.no_grad():
         for t in range(timesteps):
             # The torch modules hand their kernels contiguous tensors; so do we, so that the
             # same kernel (and summation order) is chosen.
-            x = x_all[:, t].contiguous()
+            outputs = {INPUT: x_all[:, t].contiguous()}
             for layer in net.layers:
+                xs = [previous[e.source] if e.delay else outputs[e.source] for e in net.sources(layer)]
                 if not layer.has_neurons:
-                    x = layer.float_step(x)
-                else:
-                    n = index[id(layer)]
-                    x = layer.float_input(x)
-                    x, mems[n] = layers[n].step(x.contiguous(), mems[n])
-                    spikes[n][:, t] = x.reshape(batch, -1).to(torch.uint8)
-    counts = spikes[-1].long().sum(dim=1)
+                    outputs[layer.name] = layer.float_step(xs if layer.joins else xs[0])
+                    continue
+                n = index[layer.name]
+                xs = [layer.float_input(x).contiguous() for x in xs]
+                s, states[n] = layers[n].step(xs, states[n])
+                spikes[n][:, t] = s.reshape(batch, -1).to(torch.uint8)
+                outputs[layer.name] = s
+            previous = {name: outputs[name] for name in delayed}
+    counts = spikes[index[net.output_layer.name]].long().sum(dim=1)
     return FloatTrace(spikes=spikes, counts=counts, prediction=readout(counts))

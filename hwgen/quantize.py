@@ -17,14 +17,14 @@ layer, which the power-of-two scale absorbs).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 
 from . import golden, ir_sim
 from .errors import HwgenError
-from .ir import Network, QuantNetwork
+from .ir import INPUT, Network, QuantNetwork
 from .kinds.base import Flow
 from .quant_rules import (INPUT_BITS_RANGE, MAX_ACC_BITS, MAX_STATE_BITS, WEIGHT_BITS_RANGE,  # noqa: F401
                           QuantOptions, clip_stats, clip_warnings, leak_for, rows, scale_exponents)
@@ -63,12 +63,23 @@ class QuantReport:
 
 
 def _quantize_layers(net: Network, opts: QuantOptions) -> list:
-    """Quantize every node, first to last, each told what its input carries (``Flow``)."""
+    """Quantize every node in graph order, each told what its input carries (``Flow``): a
+    recurrent (delayed) input carries spikes, a merge of several the sum of theirs (a
+    ``joins`` node) or the largest (a neuron layer's concatenated inputs)."""
     carries = "spikes" if opts.input_bits == 1 else f"the {opts.input_bits}-bit direct input"
-    flow = Flow((1 << opts.input_bits) - 1, carries)
+    flows = {INPUT: Flow((1 << opts.input_bits) - 1, carries)}
     layers = []
     for layer in net.layers:
-        quantized, flow = layer.quantize(opts, flow)
+        edges = net.sources(layer)
+        incoming = [Flow(1, "spikes") if e.delay else flows[e.source] for e in edges]
+        if opts.input_bits > 1 and len(edges) > 1 and any(e.source == INPUT for e in edges):
+            raise HwgenError(f"layer '{layer.name}' merges the {opts.input_bits}-bit direct input with "
+                             "other inputs; direct input must feed one layer alone")
+        if layer.joins:
+            quantized, flows[layer.name] = layer.quantize(opts, incoming)
+        else:
+            widest = max(incoming, key=lambda f: f.input_max)
+            quantized, flows[layer.name] = layer.quantize(opts, widest)
         layers.append(quantized)
     return layers
 
@@ -120,24 +131,37 @@ def quantize(net: Network, opts: QuantOptions, calibration: np.ndarray | None = 
         calibration_source = ("random spikes, rates 2%..50%" if opts.input_bits == 1 else
                               f"random {opts.input_bits}-bit values, 2%..50% non-zero")
     _check_calibration(net, calibration, opts.input_bits)
+    try:
+        net.check_graph()
+    except ValueError as exc:
+        raise HwgenError(str(exc)) from exc
     layers = _quantize_layers(net, opts)
     notes = []
     if opts.input_bits > 1:
         notes.append(f"direct input: {opts.input_bits}-bit unsigned values, taken as the same "
                      "numbers by the float model")
     qnet = QuantNetwork(net.input_shape, layers, opts.timesteps, source=net.source, notes=notes,
-                        input_bits=opts.input_bits)
+                        input_bits=opts.input_bits, inputs=dict(net.inputs), output=net.output)
 
     ranges: list[list[int]] = []
-    golden.run(qnet, calibration, membrane_range=ranges)
+    currents: list[list[int] | None] = []
+    golden.run(qnet, calibration, membrane_range=ranges, current_range=currents)
     report = QuantReport(opts.weight_bits, opts.per_channel, int(calibration.shape[0]), calibration_source)
     floats = {layer.name: layer for layer in net.spiking_layers}
-    for qlayer, (lo, hi) in zip(qnet.spiking_layers, ranges):
+    for n, (qlayer, (lo, hi)) in enumerate(zip(qnet.spiking_layers, ranges)):
         qlayer.state_bits = opts.state_bits or _state_bits_from(lo, hi, qlayer.threshold)
         if int(qlayer.threshold.max()) >= qlayer.state_max:
             raise HwgenError(f"layer '{qlayer.name}': threshold {int(qlayer.threshold.max())} does not fit "
                              f"{qlayer.state_bits} state bits; raise --state-bits or lower --weight-bits")
-        qlayer.acc_bits = accumulator_bits(rows(qlayer.weight), qlayer.bias, qlayer.state_bits,
+        if qlayer.v_reset is not None and (qlayer.v_reset.min() < qlayer.state_min
+                                           or qlayer.v_reset.max() > qlayer.state_max):
+            raise HwgenError(f"layer '{qlayer.name}': v_reset {int(np.abs(qlayer.v_reset).max())} does not fit "
+                             f"{qlayer.state_bits} state bits; raise --state-bits")
+        if qlayer.synapse is not None:
+            c_lo, c_hi = currents[n] if n < len(currents) and currents[n] else (0, 0)
+            bits = opts.state_bits or _state_bits_from(c_lo, c_hi, np.zeros(1, dtype=np.int64))
+            qlayer.synapse = replace(qlayer.synapse, bits=bits)
+        qlayer.acc_bits = accumulator_bits(rows(qlayer.weight), qlayer.bias, qlayer.integrated_bits,
                                            input_max=qlayer.input_max)
         if qlayer.acc_bits > MAX_ACC_BITS:
             raise HwgenError(f"layer '{qlayer.name}': its worst-case sum needs a {qlayer.acc_bits}-bit "
@@ -150,7 +174,8 @@ def quantize(net: Network, opts: QuantOptions, calibration: np.ndarray | None = 
 
 def _layer_report(layer, q, membrane_range: list[int]) -> LayerQuantReport:
     scale = np.exp2(q.scale_exp.astype(np.float64))
-    exact_w = rows(layer.weight).astype(np.float64) * scale[:, None]
+    weight_f, _ = layer.integer_form()
+    exact_w = rows(weight_f).astype(np.float64) * scale[:, None]
     exact_t = layer.neurons.threshold * scale
     return LayerQuantReport(
         name=q.name,
@@ -159,14 +184,14 @@ def _layer_report(layer, q, membrane_range: list[int]) -> LayerQuantReport:
         threshold=sorted(set(int(t) for t in q.threshold)),
         threshold_rel_error=float(np.max(np.abs(q.threshold - exact_t) / exact_t)),
         leak={"kind": q.leak.kind, "shift": q.leak.shift, "mul": q.leak.mul, "frac_bits": q.leak.frac_bits},
-        beta_float=float(layer.neurons.beta[0]),
+        beta_float=float(layer.decays()[0][0]),
         beta_int=q.leak.beta,
         multiplier_bits=q.leak.frac_bits + 1 if q.leak.kind == "mul" else 0,
         membrane_range=membrane_range,
         state_bits=q.state_bits,
         acc_bits=q.acc_bits,
         input_max=q.input_max,
-        clipping=clip_stats(layer.weight, q.weight, scale, q.weight_bits, layer.neurons.threshold),
+        clipping=clip_stats(weight_f, q.weight, scale, q.weight_bits, layer.neurons.threshold),
     )
 
 

@@ -7,6 +7,7 @@ module         nodes                  hardware
 ``conv``       Conv2d, QuantConv2d    ``hardware.conv.ConvLIFEngine``
 ``pool``       SumPool2d, MaxPool2d   ``hardware.pool.SumPoolRemap``, ``MaxPoolDedup``
 ``flatten``    Flatten                ``hardware.pool.FlattenRemap``
+``merge``      SpikeSum               a merge of spike streams (docs/semantics.md, "Graphs")
 =============  =====================  ===========================================
 
 ``base`` says what a kind is asked; ``lif`` holds what the neuron kinds share. Importing
@@ -22,10 +23,11 @@ from .conv import Conv2d, QuantConv2d
 from .dense import Dense, QuantDense
 from .flatten import Flatten
 from .lif import FloatSynapticLIF, SynapticLIF
+from .merge import SpikeSum
 from .pool import MaxPool2d, SumPool2d
 
 __all__ = [
     "NODE_TYPES", "Conv2d", "Dense", "EngineGeometry", "Flatten", "FloatSynapticLIF", "Flow", "MaxPool2d",
-    "Network", "QuantConv2d", "QuantDense", "QuantNetwork", "Stream", "SumPool2d", "SynapticLIF", "Unit",
+    "Network", "QuantConv2d", "QuantDense", "QuantNetwork", "SpikeSum", "Stream", "SumPool2d", "SynapticLIF", "Unit",
     "from_json", "to_json",
 ]

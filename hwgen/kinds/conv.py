@@ -9,7 +9,7 @@ is what lets a lane of the hardware serve one channel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -22,7 +22,7 @@ from ..hardware.conv import ConvLIFEngine, check_conv, conv_tap_counts, conv_wei
 from ..hardware.lanes import lanes_and_groups
 from ..hardware.memories import MemorySpec
 from ..hardware.tokens import is_map
-from ..ir import Leak, LIFNeurons, Pair, ResetMode, Shape3, conv_output_size
+from ..ir import Leak, LIFNeurons, Pair, ResetMode, Shape3, Synapse, conv_output_size
 from .base import EngineGeometry, Stream, Unit
 from .lif import FloatSynapticLIF, SynapticLIF
 
@@ -67,6 +67,9 @@ class Conv2d(_ConvShape, FloatSynapticLIF):
     stride: Pair = (1, 1)
     padding: Pair = (0, 0)
     groups: int = 1
+    # Several inputs (``FloatSynapticLIF``): their channels, and the biases of all but the first.
+    segments: tuple[int, ...] = field(default=(), metadata={"omit_default": True})
+    extra_bias: np.ndarray | None = field(default=None, metadata={"omit_default": True})
 
     def float_current(self, x, weight, bias):
         return F.conv2d(x, weight, bias, self.stride, self.padding, (1, 1), self.groups)
@@ -100,6 +103,10 @@ class QuantConv2d(_ConvShape, SynapticLIF):
     padding: Pair = (0, 0)
     groups: int = 1
     input_max: int = 1  # largest input value per address and timestep (see QuantDense)
+    synapse: Synapse | None = field(default=None, metadata={"omit_default": True})
+    v_reset: np.ndarray | None = field(default=None, metadata={"omit_default": True})
+    reset_before_leak: bool = field(default=False, metadata={"omit_default": True})
+    segments: tuple[int, ...] = field(default=(), metadata={"omit_default": True})
 
     @property
     def input_size(self) -> int:
@@ -115,6 +122,10 @@ class QuantConv2d(_ConvShape, SynapticLIF):
         return self.output_shape[0] // self.groups
 
     # ---- golden model
+
+    def golden_concat(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """Several input maps as one: their channels stacked (``segments``)."""
+        return torch.cat(xs, dim=1)
 
     def synaptic_input(self, x: torch.Tensor) -> torch.Tensor:
         w = torch.from_numpy(self.weight).double()

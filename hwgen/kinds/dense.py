@@ -7,7 +7,7 @@ membranes, ``P`` neurons per cycle; the fire pass walks the ``G`` membrane words
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -20,7 +20,7 @@ from ..hardware.dense import DenseLIFEngine, check_accumulator, dense_weight_wor
 from ..hardware.lanes import lanes_and_groups
 from ..hardware.memories import MemorySpec
 from ..hardware.tokens import is_map, shape_size
-from ..ir import Leak, LIFNeurons, ResetMode
+from ..ir import Leak, LIFNeurons, ResetMode, Synapse
 from .base import EngineGeometry, Stream, Unit
 from .flatten import Flatten
 from .lif import FloatSynapticLIF, SynapticLIF
@@ -54,6 +54,9 @@ class Dense(_DenseShape, FloatSynapticLIF):
     weight: np.ndarray  # [out, in] float32
     bias: np.ndarray  # [out] float32 (zeros when the source had none)
     neurons: LIFNeurons
+    # Several inputs (``FloatSynapticLIF``): their widths, and the biases of all but the first.
+    segments: tuple[int, ...] = field(default=(), metadata={"omit_default": True})
+    extra_bias: np.ndarray | None = field(default=None, metadata={"omit_default": True})
 
     def per_neuron(self, values: torch.Tensor) -> torch.Tensor:
         return values
@@ -90,6 +93,12 @@ class QuantDense(_DenseShape, SynapticLIF):
     # Largest input value per address and timestep: 1 for spikes, k*k after a k x k sum
     # pool, 2**input_bits - 1 for direct multi-bit input. Sizes acc_bits.
     input_max: int = 1
+    # The neuron beyond plain LIF (``SynapticLIF``): CuBa current, reset value and order,
+    # and the widths of several inputs.
+    synapse: Synapse | None = field(default=None, metadata={"omit_default": True})
+    v_reset: np.ndarray | None = field(default=None, metadata={"omit_default": True})
+    reset_before_leak: bool = field(default=False, metadata={"omit_default": True})
+    segments: tuple[int, ...] = field(default=(), metadata={"omit_default": True})
 
     @property
     def input_size(self) -> int:
@@ -106,6 +115,10 @@ class QuantDense(_DenseShape, SynapticLIF):
 
     def golden_input(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], -1)
+
+    def golden_concat(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """Several inputs as one: their features side by side (``segments``)."""
+        return torch.cat(xs, dim=1)
 
     def synaptic_input(self, x: torch.Tensor) -> torch.Tensor:
         return x @ torch.from_numpy(self.weight).T

@@ -6,22 +6,25 @@ power-of-two weight scale with integer thresholds, ``hwgen.quant_rules``). A syn
 subclasses :class:`FloatSynapticLIF` and :class:`SynapticLIF` and adds what is its own:
 the synaptic current, the event fan-out, the folding onto lanes and its hardware unit.
 
-The neuron state is one tensor per layer here (the membrane ``u``); ``golden_state`` and
-``fire`` are where a kind with more state variables (a synaptic current beside the
-membrane) would differ.
+The neuron is docs/semantics.md's: LIF, or CuBa (a synaptic current with its own decay
+feeding the membrane, ``ir.Synapse``), with every reset the frameworks use. A plain LIF
+layer's state is one tensor (the membrane ``u``); the others carry a ``NeuronState``.
+A layer may take several inputs (a recurrent connection, a fan-in): its weight is their
+concatenation (``segments``), and in integers their sum is one sum.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import torch
 
-from ..ir import Leak, LIFNeurons, Node, StateRails
+from ..ir import Leak, LIFNeurons, Node, StateRails, Synapse
 from ..quant_rules import (MAX_ACC_BITS, MAX_STATE_BITS, UNCLAMPED_STATE_BITS, QuantOptions,  # noqa: F401
                            check_finite, integers, leak_for, rows, scale_exponents)
-from ..widths import accumulator_bits
+from ..widths import accumulator_bits, signed_bits
 from .base import EngineGeometry, Flow
 
 
@@ -34,42 +37,122 @@ def leak(v: torch.Tensor, spec: Leak) -> torch.Tensor:
     return (v * spec.mul) >> spec.frac_bits
 
 
-class FloatLIF:
-    """One spiking layer's float32 tensors, shaped like snnTorch's buffers, and its step.
+@dataclass
+class FloatState:
+    """A float layer's state between timesteps: membrane, and current for CuBa neurons."""
 
-    It repeats snnTorch 1.0.0's float32 operations in snnTorch's order (``Leaky.forward``
-    with the default ``reset_delay=True``): see ``hwgen.ir_sim``.
+    mem: torch.Tensor | None = None
+    syn: torch.Tensor | None = None
+
+
+@dataclass
+class NeuronState:
+    """An integer layer's state between timesteps beyond the membrane ``u``: the synaptic
+    current ``i`` (CuBa, after its decay), and ``hold`` (reset "zero_step": the next step
+    is held at zero). ``j``, the current's unsaturated sum of the step just done, is kept
+    for the quantizer's calibration."""
+
+    u: torch.Tensor | int = 0
+    i: torch.Tensor | int = 0
+    hold: torch.Tensor | bool = False
+    j: torch.Tensor | None = None
+
+
+class FloatLIF:
+    """One spiking layer's float32 tensors, shaped like the source framework's buffers, and
+    its step, which repeats the source's float32 operations in the source's order
+    (``hwgen.ir_sim``):
+
+    * snnTorch 1.0 ``Leaky`` / ``RLeaky`` / ``Synaptic`` / ``RSynaptic`` (default
+      ``reset_delay=True``); the input currents are added one by one in the module's order
+      (the feed-forward one, then the recurrent one);
+    * NIR ``CubaLIF`` as the NIR repository's forward-Euler reference computes it
+      (``neurons.euler``; paper/03_rnn/extras/debug_CubaLIF/nir_reference_impl.py):
+      ``I = I + k_syn*(-I + w_in*x)``, ``v = v + k_mem*(v_leak - v + r*I_last)``, spike
+      ``v > thr``, then ``v -= z*thr`` (subtract) or ``v = v_reset`` (zero).
     """
 
     def __init__(self, layer: FloatSynapticLIF) -> None:
         self.layer = layer
-        self.weight = torch.from_numpy(np.ascontiguousarray(layer.weight, dtype=np.float32))
-        bias = np.asarray(layer.bias, dtype=np.float32)
-        # nn.Linear / nn.Conv2d with bias=False pass no bias to the kernel. An all-zero bias
-        # adds exact zeros (only the sign of a zero could change, which no comparison with a
-        # positive threshold sees), so dropping it cannot change a spike either way.
-        self.bias = torch.from_numpy(bias.copy()) if np.any(bias != 0) else None
-        beta = torch.from_numpy(layer.neurons.beta.astype(np.float32))
-        threshold = torch.from_numpy(layer.neurons.threshold.astype(np.float32))
-        self.beta, self.threshold = layer.per_neuron(beta), layer.per_neuron(threshold)
-        self.reset = layer.neurons.reset
+        weight = np.asarray(layer.weight, dtype=np.float32)
+        segments = layer.input_segments()
+        biases = [np.asarray(layer.bias, dtype=np.float32)]
+        if layer.extra_bias is not None:
+            biases += [np.asarray(b, dtype=np.float32) for b in layer.extra_bias]
+        biases += [np.zeros_like(biases[0])] * (len(segments) - len(biases))
+        self.synapses = []
+        start = 0
+        for width, bias in zip(segments, biases):
+            # A contiguous copy of each input's columns is the very tensor the source module
+            # held, so the kernel (and its summation order) is the module's.
+            w = torch.from_numpy(np.ascontiguousarray(weight[:, start:start + width]))
+            # nn.Linear / nn.Conv2d with bias=False pass no bias to the kernel. An all-zero
+            # bias adds exact zeros (only the sign of a zero could change, which no
+            # comparison with a positive threshold sees), so dropping it cannot change a spike.
+            b = torch.from_numpy(bias.copy()) if np.any(bias != 0) else None
+            self.synapses.append((w, b))
+            start += width
+        neurons = layer.neurons
+
+        def per_neuron(values, dtype=np.float32):
+            return layer.per_neuron(torch.from_numpy(np.asarray(values, dtype=dtype)))
+
+        self.beta, self.threshold = per_neuron(neurons.beta), per_neuron(neurons.threshold)
+        self.alpha = None if neurons.alpha is None else per_neuron(neurons.alpha)
+        self.v_reset = None if neurons.v_reset is None else per_neuron(neurons.v_reset)
+        self.euler = None if neurons.euler is None else {k: per_neuron(v) for k, v in neurons.euler.items()}
+        self.reset = neurons.reset
 
     @property
     def out_size(self) -> int:
         return int(np.prod(self.layer.output_shape))
 
-    def step(self, x: torch.Tensor, mem: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        current = self.layer.float_current(x, self.weight, self.bias)
+    def currents(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each input's synaptic current, in input order."""
+        return [self.layer.float_current(x, w, b) for x, (w, b) in zip(xs, self.synapses)]
+
+    def step(self, xs: list[torch.Tensor], state: FloatState | None) -> tuple[torch.Tensor, FloatState]:
+        currents = self.currents(xs)
+        state = state or FloatState()
+        if self.euler is not None:
+            return self._euler_step(currents, state)
+        mem = state.mem
         if mem is None:  # snnTorch: zeros_like(input_) on the first step after a reset
-            mem = torch.zeros_like(current)
+            mem = torch.zeros_like(currents[0])
         reset = (mem - self.threshold > 0).to(torch.float32)
         if self.reset == "zero":
-            mem = (1 - reset) * mem
-        mem = self.beta.clamp(0, 1) * mem + current
+            mem = (1 - reset) * mem if self.v_reset is None else torch.where(reset > 0, self.v_reset, mem)
+        syn = None
+        if self.alpha is not None:  # Synaptic: syn = alpha*syn + input (+ recurrent)
+            syn = self.alpha.clamp(0, 1) * (state.syn if state.syn is not None else torch.zeros_like(mem))
+            for current in currents:
+                syn = syn + current
+            currents = [syn]
+        mem = self.beta.clamp(0, 1) * mem
+        for current in currents:
+            mem = mem + current
         if self.reset == "subtract":
             mem = mem - reset * self.threshold
+        elif self.reset == "zero_step":  # RLeaky / Synaptic: mem - reset * mem, i.e. 0
+            mem = mem - reset * mem
         spk = (mem - self.threshold > 0).to(torch.float32)
-        return spk, mem
+        return spk, FloatState(mem, syn)
+
+    def _euler_step(self, currents: list[torch.Tensor], state: FloatState) -> tuple[torch.Tensor, FloatState]:
+        e = self.euler
+        x = currents[0]
+        for current in currents[1:]:  # NIR sums a node's inputs; in edge order here
+            x = x + current
+        i_last = state.syn if state.syn is not None else torch.zeros_like(x)
+        v_last = state.mem if state.mem is not None else torch.zeros_like(x)
+        syn = i_last + e["k_syn"] * (-i_last + e["w_in"] * x)
+        mem = v_last + e["k_mem"] * (e["v_leak"] - v_last + e["r"] * i_last)
+        z = mem > self.threshold
+        if self.reset == "subtract":
+            mem = mem - z.to(torch.float32) * self.threshold
+        elif self.reset == "zero":
+            mem = torch.where(z, self.v_reset if self.v_reset is not None else torch.zeros_like(mem), mem)
+        return z.to(torch.float32), FloatState(mem, syn)
 
 
 class FloatSynapticLIF(Node):
@@ -79,6 +162,11 @@ class FloatSynapticLIF(Node):
     weight: np.ndarray
     bias: np.ndarray
     neurons: LIFNeurons
+    #: Several inputs: each one's width (dense: features; conv: channels), in input order;
+    #: ``weight`` is their concatenation. ``()``: one input.
+    segments: tuple[int, ...]
+    #: The bias of each input after the first (``[len(segments) - 1, N]``), or ``None``.
+    extra_bias: np.ndarray | None
 
     # ---- asked of each synapse kind
 
@@ -89,6 +177,10 @@ class FloatSynapticLIF(Node):
     def float_input(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's input as its synapses take it (dense: flattened)."""
         return x
+
+    def input_segments(self) -> tuple[int, ...]:
+        """Each input's width; one input spans the weight's whole input dimension."""
+        return tuple(self.segments) or (int(self.weight.shape[1]),)
 
     def float_current(self, x: torch.Tensor, weight: torch.Tensor,
                       bias: torch.Tensor | None) -> torch.Tensor:
@@ -108,22 +200,66 @@ class FloatSynapticLIF(Node):
         """Power-of-two scale, integer weights, bias and thresholds, integer leak; state and
         accumulator widths are provisional until the quantizer calibrates them."""
         check_finite(self)
-        exps = scale_exponents(self.weight, opts.weight_bits, opts.per_channel)
+        neurons = self.neurons
+        weight_f, bias_f = self.integer_form()
+        exps = scale_exponents(weight_f, opts.weight_bits, opts.per_channel)
         scale = np.exp2(exps.astype(np.float64))
         wmax_int = (1 << (opts.weight_bits - 1)) - 1
-        wscale = scale.reshape(-1, *([1] * (self.weight.ndim - 1)))
-        weight = np.clip(np.rint(self.weight * wscale), -wmax_int - 1, wmax_int).astype(np.int64)
-        bias = integers(self, "bias", self.bias, scale, MAX_ACC_BITS, opts.weight_bits)
+        wscale = scale.reshape(-1, *([1] * (weight_f.ndim - 1)))
+        weight = np.clip(np.rint(weight_f * wscale), -wmax_int - 1, wmax_int).astype(np.int64)
+        bias = integers(self, "bias", bias_f, scale, MAX_ACC_BITS, opts.weight_bits)
         # Below 1 a threshold would fire on any positive membrane: 1 is the smallest (reported).
-        threshold = np.maximum(integers(self, "threshold", self.neurons.threshold, scale,
+        threshold = np.maximum(integers(self, "threshold", neurons.threshold, scale,
                                         MAX_STATE_BITS, opts.weight_bits), 1)
-        leak = leak_for(self.name, self.neurons.beta, opts.leak_frac_bits)
+        beta, alpha = self.decays()
+        leak = leak_for(self.name, beta, opts.leak_frac_bits)
+        synapse = None
+        if alpha is not None:
+            e = neurons.euler
+            mb = (integers(self, "v_leak", e["k_mem"].astype(np.float64) * e["v_leak"], scale,
+                           MAX_STATE_BITS, opts.weight_bits) if e is not None else np.zeros(len(threshold)))
+            synapse = Synapse(leak_for(self.name, alpha, opts.leak_frac_bits), UNCLAMPED_STATE_BITS,
+                              delay=1 if e is not None else 0,
+                              membrane_bias=() if not np.any(mb) else tuple(int(v) for v in mb))
+        v_reset = None
+        if neurons.v_reset is not None and np.any(neurons.v_reset != 0):
+            v_reset = integers(self, "v_reset", neurons.v_reset, scale, MAX_STATE_BITS, opts.weight_bits)
         quantized = self.quantized(
             name=self.name, weight=weight, bias=bias, threshold=threshold, leak=leak,
-            reset=self.neurons.reset, weight_bits=opts.weight_bits, state_bits=UNCLAMPED_STATE_BITS,
+            reset=neurons.reset, weight_bits=opts.weight_bits, state_bits=UNCLAMPED_STATE_BITS,
             acc_bits=accumulator_bits(rows(weight), bias, UNCLAMPED_STATE_BITS, input_max=flow.input_max),
             scale_exp=exps, input_max=flow.input_max)
+        quantized.synapse = synapse
+        quantized.v_reset = v_reset
+        quantized.reset_before_leak = neurons.euler is not None
+        quantized.segments = tuple(self.segments)
         return quantized, Flow(1, "spikes")
+
+    def decays(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(beta, alpha)`` per neuron as the integer neuron applies them (``alpha`` is
+        ``None`` without a synaptic current)."""
+        e = self.neurons.euler
+        if e is not None:
+            return (1.0 - e["k_mem"].astype(np.float64)), (1.0 - e["k_syn"].astype(np.float64))
+        return self.neurons.beta, self.neurons.alpha
+
+    def integer_form(self) -> tuple[np.ndarray, np.ndarray]:
+        """The weight and bias the integer neuron integrates (before scaling): the inputs'
+        biases summed; for NIR's Euler form the input gains ``k_mem*r*k_syn*w_in`` folded in
+        per neuron (docs/semantics.md, "CuBa")."""
+        weight = np.asarray(self.weight, dtype=np.float64)
+        bias = np.asarray(self.bias, dtype=np.float64)
+        if self.extra_bias is not None:
+            bias = bias + np.asarray(self.extra_bias, dtype=np.float64).sum(axis=0)
+        e = self.neurons.euler
+        if e is not None:
+            f32 = {k: v.astype(np.float32) for k, v in e.items()}
+            # float32 products of snnTorch's exports that should be 1 are 1 +- an ulp or two
+            gain = (f32["k_mem"] * f32["r"]).astype(np.float64) * (f32["k_syn"] * f32["w_in"]).astype(np.float64)
+            gain = np.where(np.abs(gain - 1.0) < 1e-6, 1.0, gain)
+            weight = weight * gain.reshape(-1, *([1] * (weight.ndim - 1)))
+            bias = bias * gain
+        return weight, bias
 
 
 class SynapticLIF(StateRails, Node):
@@ -140,6 +276,16 @@ class SynapticLIF(StateRails, Node):
 
     has_neurons: ClassVar[bool] = True
     integers: ClassVar[bool] = True
+    # The neuron beyond plain LIF (the dataclass subclasses declare them, default off):
+    #: CuBa: the synaptic current (``ir.Synapse``), else ``None``
+    synapse: Synapse | None
+    #: "zero" resets to this per output channel (``None``: 0)
+    v_reset: np.ndarray | None
+    #: subtract: the threshold is subtracted before the leak (NIR's Euler reference), not after
+    #: (snnTorch's ``reset_delay=True`` order)
+    reset_before_leak: bool
+    #: several inputs: each one's width (``FloatSynapticLIF.segments``)
+    segments: tuple[int, ...]
     #: the kind's part of its engine's submodule name, and its report type
     unit_stem: ClassVar[str] = ""
     report_type: ClassVar[str] = ""
@@ -190,27 +336,70 @@ class SynapticLIF(StateRails, Node):
     def output_size(self) -> int:
         return int(np.prod(self.output_shape))
 
-    def golden_state(self) -> int:
-        """The membrane before the first timestep: 0 (broadcasts against any batch)."""
-        return 0
+    @property
+    def integrated_bits(self) -> int:
+        """The rails of what the input events add into: the current's for CuBa neurons,
+        else the membrane's (sizes ``acc_bits``)."""
+        return self.synapse.bits if self.synapse is not None else self.state_bits
 
-    def fire(self, u: torch.Tensor | int, current: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Integrate, saturate, fire, leak and reset: returns (spikes, next ``u``,
-        unsaturated ``a``)."""
-        theta = self.per_neuron(torch.from_numpy(np.asarray(self.threshold, dtype=np.int64)))
-        bias = self.per_neuron(torch.from_numpy(np.asarray(self.bias, dtype=np.int64)))
-        a = u + bias + current
+    @property
+    def membrane_bits(self) -> int:
+        """Width of the membrane word: ``acc_bits`` where the events add into it (LIF);
+        for CuBa neurons what ``u + membrane_bias + c`` can reach."""
+        syn = self.synapse
+        if syn is None:
+            return self.acc_bits
+        mb = np.asarray(syn.membrane_bias or [0], dtype=np.int64)
+        return signed_bits(self.state_min + syn.current_min + min(int(mb.min()), 0),
+                           self.state_max + syn.current_max + max(int(mb.max()), 0))
+
+    @property
+    def plain(self) -> bool:
+        """A LIF neuron whose whole state is its membrane (docs/semantics.md's first form)."""
+        return self.synapse is None and self.reset != "zero_step"
+
+    def golden_state(self):
+        """The state before the first timestep: 0 (broadcasts against any batch), or a
+        ``NeuronState`` of zeros for neurons with more state than a membrane."""
+        return 0 if self.plain else NeuronState()
+
+    def fire(self, state, current: torch.Tensor) -> tuple[torch.Tensor, object, torch.Tensor]:
+        """One timestep of docs/semantics.md for the sum ``current`` of the weighted inputs:
+        returns (spikes, next state, unsaturated membrane sum ``a``)."""
+        def channel(values) -> torch.Tensor:
+            return self.per_neuron(torch.from_numpy(np.asarray(values, dtype=np.int64)))
+
+        theta, bias = channel(self.threshold), channel(self.bias)
+        u = state if self.plain else state.u
+        syn = self.synapse
+        if syn is None:
+            a = u + bias + current
+        else:
+            j = state.i + bias + current  # the current integrates the input, exactly
+            c = j.clamp(syn.current_min, syn.current_max)
+            mb = channel(syn.membrane_bias) if syn.membrane_bias else 0
+            a = u + mb + (c if syn.delay == 0 else 0)
+        if self.reset == "zero_step":  # the step after a spike is held at zero, input and all
+            a = torch.where(torch.as_tensor(state.hold), torch.zeros_like(a), a)
         v = a.clamp(self.state_min, self.state_max)
         s = v > theta
-        lv = leak(v, self.leak)
         if self.reset == "subtract":
-            u_next = lv - s.long() * theta
+            u_next = leak(v - s.long() * theta, self.leak) if self.reset_before_leak else \
+                leak(v, self.leak) - s.long() * theta
         elif self.reset == "zero":
-            u_next = torch.where(s, torch.zeros_like(lv), lv)
-        else:
-            u_next = lv
-        return s, u_next, a
+            target = channel(self.v_reset) if self.v_reset is not None else torch.zeros_like(v)
+            u_next = leak(torch.where(s, target.expand_as(v), v), self.leak)
+        else:  # none, zero_step
+            u_next = leak(v, self.leak)
+        if self.plain:
+            return s, u_next, a
+        i_next = 0
+        if syn is not None:
+            if syn.delay == 1:  # the membrane takes this step's current at the next step
+                u_next = u_next + c
+            i_next = leak(c, syn.leak)
+        return s, NeuronState(u_next, i_next, s if self.reset == "zero_step" else False,
+                              j if syn is not None else None), a
 
     def full_fanout(self) -> float:
         """Synaptic operations of one timestep in which every input is an event."""
