@@ -264,7 +264,7 @@ def estimate_logic(qnet: QuantNetwork, parallel: int, device_key: str,
         lut, ff, dsp = lut + unit_lut, ff + unit_ff, dsp + unit_dsp
     if qnet.input_bits > 1:  # the first layer's lanes multiply by the input value
         dsp += qnet.spiking_layers[0].geometry(parallel).lanes
-    n_out = int(np.prod(qnet.spiking_layers[-1].output_shape))
+    n_out = int(np.prod(qnet.output_layer.output_shape))
     count_bits = max(1, int(qnet.timesteps).bit_length())
     lut += LOGIC["readout"] + n_out * count_bits * LOGIC["readout_per_bit"]
     ff += LOGIC["readout"] // 2 + n_out * count_bits + 64

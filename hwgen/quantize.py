@@ -47,6 +47,9 @@ class LayerQuantReport:
     acc_bits: int
     input_max: int = 1  # largest input value per address and timestep (sizes acc_bits)
     clipping: dict = field(default_factory=dict)  # what rounding could not represent: clip_stats
+    # CuBa layers: the synaptic current's decay (float and as realised), width, calibrated
+    # range of its unsaturated sum, and which step's current the membrane takes (delay).
+    current: dict | None = None
 
 
 @dataclass
@@ -167,12 +170,13 @@ def quantize(net: Network, opts: QuantOptions, calibration: np.ndarray | None = 
             raise HwgenError(f"layer '{qlayer.name}': its worst-case sum needs a {qlayer.acc_bits}-bit "
                              f"accumulator (more than {MAX_ACC_BITS}); lower --weight-bits, "
                              "--input-bits or --state-bits")
-        report.layers.append(_layer_report(floats[qlayer.name], qlayer, [lo, hi]))
+        report.layers.append(_layer_report(floats[qlayer.name], qlayer, [lo, hi],
+                                           currents[n] if n < len(currents) else None))
         report.warnings += clip_warnings(qlayer.name, report.layers[-1].clipping, opts.weight_bits)
     return qnet, report
 
 
-def _layer_report(layer, q, membrane_range: list[int]) -> LayerQuantReport:
+def _layer_report(layer, q, membrane_range: list[int], current_range: list[int] | None) -> LayerQuantReport:
     scale = np.exp2(q.scale_exp.astype(np.float64))
     weight_f, _ = layer.integer_form()
     exact_w = rows(weight_f).astype(np.float64) * scale[:, None]
@@ -192,6 +196,11 @@ def _layer_report(layer, q, membrane_range: list[int]) -> LayerQuantReport:
         acc_bits=q.acc_bits,
         input_max=q.input_max,
         clipping=clip_stats(weight_f, q.weight, scale, q.weight_bits, layer.neurons.threshold),
+        current=None if q.synapse is None else {
+            "alpha_float": float(layer.decays()[1][0]), "alpha_int": q.synapse.leak.beta,
+            "leak": {"kind": q.synapse.leak.kind, "shift": q.synapse.leak.shift, "mul": q.synapse.leak.mul,
+                     "frac_bits": q.synapse.leak.frac_bits},
+            "current_bits": q.synapse.bits, "current_range": current_range, "delay": q.synapse.delay},
     )
 
 
