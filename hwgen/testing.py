@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import Leak, QuantNetwork, ResetMode
-from .kinds import Flatten, MaxPool2d, QuantConv2d, QuantDense, SumPool2d
+from .ir import INPUT, Edge, Leak, QuantNetwork, ResetMode, Synapse, graph_from
+from .kinds import Flatten, MaxPool2d, QuantConv2d, QuantDense, SpikeSum, SumPool2d
 from .widths import accumulator_bits
 
 
@@ -218,3 +218,159 @@ def edge_inputs(qnet: QuantNetwork, rates: list[float], seed: int = 0) -> np.nda
         samples.append(x)
     samples += [np.zeros(shape, dtype=np.int64), np.full(shape, top, dtype=np.int64)]
     return np.stack(samples).astype(np.uint8 if top < 256 else np.uint16)
+
+
+# ----------------------------------------------------------------------------- graphs
+
+def random_graph_network(spec: dict) -> QuantNetwork:
+    """A random graph network (docs/semantics.md, "Graphs") from a JSON-able ``spec``.
+
+    ``spec`` holds ``input_shape`` (``[N]`` or ``[C, H, W]``), ``seed``, ``timesteps``,
+    ``rate`` and ``nodes``, each a dict with ``type`` (``"dense"``, ``"conv"`` or ``"sum"``),
+    ``inputs`` (a list of ``[source, delay]``, ``source`` the index of an earlier node,
+    or of any spiking node with delay 1, or -1 for the network input) and, for neuron
+    layers, ``out`` (neurons, or channels: a conv keeps the map size, kernel 3 with
+    padding 1 or kernel 1) plus the neuron options of ``random_conv_network``'s layer dicts
+    (``weight_bits``, ``state_bits``, ``reset``, ``leak``, ``with_bias``, ``threshold``)
+    and ``v_reset`` (an int), ``reset_before_leak``, ``cuba`` (``{"leak": ..., "bits":
+    ..., "delay": 0|1, "membrane_bias": int}``). ``output``: the index of the node the
+    readout counts (default: the last neuron layer).
+
+    A dense layer takes flat inputs (its sources' outputs flattened, concatenated); a conv
+    layer maps of its size (channels concatenated); a sum node inputs of one shape. Unset
+    thresholds are calibrated per layer, in order, on random inputs at spike ``rate``.
+    """
+    rng = np.random.default_rng(spec.get("seed", 0))
+    input_shape = tuple(int(d) for d in spec["input_shape"])
+    timesteps = spec.get("timesteps", 4)
+    shapes: dict[int, tuple[int, ...]] = {-1: input_shape}
+    maxima: dict[int, int] = {-1: 1}
+    names = {-1: INPUT}
+    nodes: list = []
+    inputs: dict[str, list[Edge]] = {}
+    fixed: set[str] = set()
+
+    def leak_of(value):
+        return Leak(**value) if isinstance(value, dict) else (value or Leak("shift", shift=3))
+
+    for n, node in enumerate(spec["nodes"]):
+        sources = [(int(s), int(d)) for s, d in node["inputs"]]
+        kind = node["type"]
+        name = f"{kind}{n}"
+        names[n] = name
+        # A delayed input comes from a spiking node: its output is 0/1, whatever comes later.
+        src_shape = [shapes[s] if s in shapes else _declared_shape(spec, s, input_shape) for s, _ in sources]
+        src_max = [1 if d else maxima[s] for s, d in sources]
+        edges = [Edge(INPUT if s == -1 else f"{spec['nodes'][s]['type']}{s}", d) for s, d in sources]
+        if kind == "sum":
+            nodes.append(SpikeSum(name, src_shape[0]))
+            shapes[n], maxima[n] = src_shape[0], sum(src_max)
+            inputs[name] = edges
+            continue
+        c_out = node["out"]
+        bits = node.get("weight_bits", 5)
+        state_bits = node.get("state_bits", 10)
+        wmax = (1 << (bits - 1)) - 1
+        if kind == "conv":
+            k = node.get("kernel", 3)
+            segments = tuple(int(s[0]) for s in src_shape)
+            wshape = (c_out, sum(segments), k, k)
+        else:
+            segments = tuple(int(np.prod(s)) for s in src_shape)
+            wshape = (c_out, sum(segments))
+        weight = rng.integers(-wmax - 1, wmax + 1, size=wshape).astype(np.int64)
+        weight = np.clip(weight + rng.integers(0, max(1, wmax // 2) + 1, size=wshape), -wmax - 1, wmax)
+        bias = (rng.integers(-wmax // 2, wmax // 2 + 1, size=c_out) if node.get("with_bias", True)
+                else np.zeros(c_out)).astype(np.int64)
+        input_max = max(src_max)
+        synapse = None
+        if node.get("cuba"):
+            cuba = node["cuba"]
+            mb = int(cuba.get("membrane_bias", 0))
+            synapse = Synapse(leak_of(cuba.get("leak")), int(cuba.get("bits", state_bits)),
+                              int(cuba.get("delay", 0)), (mb,) * c_out if mb else ())
+        integrated = synapse.bits if synapse else state_bits
+        common = dict(weight=weight, bias=bias,
+                      threshold=np.full(c_out, node.get("threshold", 1), dtype=np.int64),
+                      leak=leak_of(node.get("leak")), reset=node.get("reset", "subtract"),
+                      weight_bits=bits, state_bits=state_bits,
+                      acc_bits=accumulator_bits(weight.reshape(c_out, -1), bias, integrated, input_max=input_max),
+                      scale_exp=np.zeros(c_out, dtype=np.int64), input_max=input_max)
+        if kind == "conv":
+            k = node.get("kernel", 3)
+            _, h, w = src_shape[0]
+            layer = QuantConv2d(name=name, input_shape=(sum(segments), h, w), padding=(k // 2, k // 2), **common)
+        elif kind == "dense":
+            layer = QuantDense(name=name, **common)
+        else:
+            raise ValueError(f"unknown node type {kind!r}")
+        layer.synapse = synapse
+        if node.get("v_reset"):
+            layer.v_reset = np.full(c_out, int(node["v_reset"]), dtype=np.int64)
+        layer.reset_before_leak = bool(node.get("reset_before_leak", False))
+        if len(segments) > 1:
+            layer.segments = segments
+        if "threshold" in node:
+            fixed.add(name)
+        nodes.append(layer)
+        inputs[name] = edges
+        shapes[n], maxima[n] = tuple(layer.output_shape), 1
+    output = names[spec["output"]] if "output" in spec else ""
+    net = QuantNetwork(input_shape, nodes, timesteps, source=f"random_graph(seed={spec.get('seed', 0)})",
+                       inputs=graph_from(nodes, inputs), output=output)
+    net.check_graph()
+    _calibrate_graph_thresholds(net, spec.get("rate", 0.3), rng, fixed)
+    return net
+
+
+def _declared_shape(spec: dict, index: int, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The output shape of node ``index`` before it is built (a delayed input from a later
+    node): a dense layer's ``(out,)``, a conv's ``(out, H, W)`` of the input map."""
+    node = spec["nodes"][index]
+    if node["type"] == "dense":
+        return (int(node["out"]),)
+    return (int(node["out"]), *input_shape[1:])
+
+
+def _calibrate_graph_thresholds(net: QuantNetwork, rate: float, rng: np.random.Generator,
+                                fixed: set[str]) -> None:
+    """Each neuron layer's thresholds, in layer order, near the upper quartile of what its
+    inputs add to a channel's membrane (bias included) in one timestep on random inputs,
+    with every later layer silent: the feed-forward drive (a recurrent input counts with the
+    spikes of the layers already calibrated)."""
+    import torch
+
+    from . import golden
+
+    x = torch.from_numpy((rng.random((6, net.timesteps, *net.input_shape)) < rate).astype(np.int64))
+    for target in net.spiking_layers:
+        if target.name not in fixed:
+            target.threshold = np.full(len(target.threshold), (1 << (target.state_bits - 1)) - 2)
+    for target in net.spiking_layers:
+        if target.name in fixed:
+            continue
+        trace = golden.run(net, x)
+        outputs = _node_outputs(net, trace, x)
+        currents = []
+        for t in range(net.timesteps):
+            xs = [outputs[e.source][:, t - e.delay] if t >= e.delay else torch.zeros_like(outputs[e.source][:, 0])
+                  for e in net.sources(target)]
+            xs = [target.golden_input(v) for v in xs]
+            currents.append(target.synaptic_input(target.golden_concat(xs) if len(xs) > 1 else xs[0]))
+        c = torch.stack(currents).transpose(0, 2).reshape(len(target.bias), -1).double()
+        drive = c.quantile(0.75, dim=1).numpy() + target.bias
+        target.threshold = np.clip(drive.round().astype(np.int64), 1, (1 << (target.state_bits - 1)) - 2)
+
+
+def _node_outputs(net: QuantNetwork, trace, x) -> dict:
+    """Every node's output ``[B, T, *shape]`` from a golden trace (sums re-added)."""
+    index = {layer.name: k for k, layer in enumerate(net.spiking_layers)}
+    outputs = {INPUT: x}
+    batch, steps = x.shape[0], x.shape[1]
+    for layer in net.layers:
+        if layer.name in index:
+            outputs[layer.name] = trace.spikes[index[layer.name]].long().reshape(batch, steps, *layer.output_shape)
+        else:
+            parts = [outputs[e.source] for e in net.sources(layer)]
+            outputs[layer.name] = sum(p.reshape(batch, steps, *layer.output_shape) for p in parts)
+    return outputs
