@@ -39,8 +39,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hwgen import golden
 from hwgen.stress import Inference, NetworkCase, run_batch
-from hwgen.testing import edge_inputs, network_from_spec
+from hwgen.testing import edge_inputs, network_from_spec, random_graph_network
 
 BATCH = 20
 KEEP_CHOICES = 10  # a slot is dropped when its draw is 0: 9 in 10 are kept when generating
@@ -340,3 +341,106 @@ def test_network_specs_cover_the_space():
                     "leak_mul", "groups", "stride2", "fixed_threshold", "weight_bits_2",
                     "weight_bits_8", "conv_last"):
         assert seen[feature] > 0, f"the strategy never drew {feature}"
+
+
+# ----------------------------------------------------------------------------- graphs
+
+@st.composite
+def graph_neuron_options(draw) -> dict:
+    """``neuron_options`` plus what graphs brought: CuBa currents (delay 0 or 1, with a
+    membrane bias), reset to a value, subtract before the leak, snnTorch's zero_step."""
+    options = draw(neuron_options())
+    options["reset"] = draw(st.sampled_from(["subtract", "zero", "none", "zero_step"]))
+    if options["reset"] == "zero" and draw(st.booleans()):
+        half = 1 << (options["state_bits"] - 2)
+        options["v_reset"] = draw(st.integers(-half, half))
+    if options["reset"] == "subtract":
+        options["reset_before_leak"] = draw(st.booleans())
+    if draw(st.booleans()):
+        cuba = {"leak": draw(st.sampled_from([{"kind": "shift", "shift": 1}, {"kind": "shift", "shift": 2},
+                                              {"kind": "mul", "mul": 9, "frac_bits": 4}, {"kind": "none"}])),
+                "bits": draw(st.integers(3, 12)), "delay": draw(st.integers(0, 1))}
+        if draw(st.booleans()):
+            cuba["membrane_bias"] = draw(st.integers(-3, 3))
+        options["cuba"] = cuba
+    return options
+
+
+@st.composite
+def graph_specs(draw) -> dict:
+    """A spec for ``hwgen.testing.random_graph_network``: 1-4 neuron layers (dense on a flat
+    input; conv keeping the map size, then optionally dense), each fed by the node before it
+    and, drawn, by a recurrent edge to itself or from a later layer (delay 1), a skip
+    connection from an earlier node or the input (fan-out and concatenating fan-in), and
+    spike sums of two equally shaped layers (SEW residuals); plus inputs and P as
+    ``network_specs``."""
+    conv = draw(st.booleans())
+    input_shape = ([draw(st.integers(1, 3)), draw(st.integers(2, 5)), draw(st.integers(2, 5))] if conv
+                   else [draw(st.integers(1, 12))])
+    count = draw(st.integers(1, 4))
+    kinds = ["conv" if conv and (i == 0 or draw(st.booleans())) else "dense" for i in range(count)]
+    kinds = sorted(kinds, key=lambda k: k != "conv")  # convs first: a dense output is flat
+    nodes: list[dict] = []
+    neuron_index: list[int] = []  # node index of each neuron layer
+    for i, kind in enumerate(kinds):
+        prev = nodes and len(nodes) - 1
+        node = {"type": kind, "out": draw(st.integers(1, 4 if kind == "conv" else 8)),
+                "inputs": [[prev if nodes else -1, 0]], **draw(graph_neuron_options())}
+        if kind == "conv":
+            node["kernel"] = draw(st.sampled_from([1, 3]))
+        choice = draw(st.integers(0, 5))
+        if choice in (0, 1):  # recurrent self-connection
+            node["inputs"].append([len(nodes), 1])
+        elif choice == 2 and nodes:  # skip connection from an earlier node or the input
+            source = draw(st.integers(-1, len(nodes) - 1))
+            if [source, 0] not in node["inputs"] and (kind == "dense" or source == -1 or
+                                                      nodes[source]["type"] != "dense"):
+                node["inputs"].append([source, 0])
+        residual = bool(neuron_index) and nodes[neuron_index[-1]]["type"] == kind and draw(st.integers(0, 2)) == 0
+        if residual:  # a SEW residual: this layer's spikes plus the previous layer's
+            node["out"] = nodes[neuron_index[-1]]["out"]
+        nodes.append(node)
+        neuron_index.append(len(nodes) - 1)
+        if residual:
+            nodes.append({"type": "sum", "inputs": [[neuron_index[-2], 0], [len(nodes) - 1, 0]]})
+    if len(neuron_index) > 1 and draw(st.booleans()):  # a cycle through two layers
+        late, early = neuron_index[-1], draw(st.sampled_from(neuron_index[:-1]))
+        if nodes[early]["type"] == "dense" or nodes[late]["type"] == "conv":
+            nodes[early]["inputs"].append([late, 1])
+    while nodes[-1]["type"] == "sum":  # the readout counts a neuron layer's spikes
+        nodes.pop()
+    return {"input_shape": input_shape, "nodes": nodes, "timesteps": draw(st.integers(1, 8)),
+            "seed": draw(st.integers(0, 2**16)), "rate": draw(st.sampled_from([0.3, 0.1, 0.6])),
+            "parallel": draw(st.integers(1, 4)), "input_bits": 1,
+            "rates": draw(st.lists(st.sampled_from([0.2, 0.05, 0.5, 0.9]), min_size=1, max_size=3)),
+            "stall_seed": draw(st.integers(0, 2**16)), "reset_at": draw(st.integers(1, 300))}
+
+
+def test_graph_specs_cover_the_space():
+    """The graph strategy reaches every feature it promises, and every drawn spec builds a
+    graph the golden model runs (checked without simulating)."""
+    seen: Counter = Counter()
+
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(graph_specs())
+    def look(spec):
+        qnet = random_graph_network(spec)
+        golden.run(qnet, edge_inputs(qnet, spec["rates"], spec["seed"]))
+        for n, node in enumerate(spec["nodes"]):
+            seen[node["type"]] += 1
+            seen["recurrent_self"] += [n, 1] in node["inputs"]
+            seen["recurrent_other"] += any(d and s != n for s, d in node["inputs"])
+            seen["fan_in"] += len(node["inputs"]) > 1 and node["type"] != "sum"
+            seen["cuba"] += "cuba" in node
+            seen["cuba_delay1"] += node.get("cuba", {}).get("delay") == 1
+            seen["v_reset"] += "v_reset" in node
+            seen["before_leak"] += bool(node.get("reset_before_leak"))
+            seen["zero_step"] += node.get("reset") == "zero_step"
+        fanout = Counter(s for node in spec["nodes"] for s, _ in node["inputs"])
+        seen["fan_out"] += any(c > 1 for c in fanout.values())
+
+    look()
+    for feature in ("dense", "conv", "sum", "recurrent_self", "recurrent_other", "fan_in", "fan_out", "cuba",
+                    "cuba_delay1", "v_reset", "before_leak", "zero_step"):
+        assert seen[feature] >= 5, f"the graph strategy drew {feature!r} only {seen[feature]} times: {seen}"
