@@ -414,3 +414,31 @@ def test_cubalif_without_snntorch_convention_needs_dt(tmp_path):
     np.testing.assert_allclose(net.layers[0].neurons.euler["k_mem"], 0.25)
     with pytest.raises(HwgenError, match=r"CubaLIF node 'c': tau_syn = 0.002 is shorter than dt"):
         import_nir(str(tmp_path / "g.nir"), dt=3e-3)
+
+
+# ----------------------------------------------------------------------------- snnTorch export
+
+def test_snntorch_rleaky_exported_to_nir_is_spike_exact(tmp_path):
+    # snnTorch 1.0 writes RLeaky flattened: '1.lif' with the recurrent Affine '1.w_rec' (with
+    # its bias). Read back, the float IR runs snnTorch's own forward spike for spike.
+    import snntorch as snn
+    import snntorch.utils
+    from snntorch.export_nir import export_to_nir
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 10), snn.RLeaky(beta=0.75, linear_features=10,
+                                                         init_hidden=True))
+    with torch.no_grad():
+        model[0].weight.mul_(3)
+    path = tmp_path / "rleaky.nir"
+    nir.write(str(path), export_to_nir(model, torch.zeros(12)))
+    net, _ = import_nir(str(path))
+    assert net.inputs == {"1.lif": [Edge("1.lif", 1), Edge(INPUT)]}
+    x = (torch.rand(16, 50, 12, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    snntorch.utils.reset(model)
+    with torch.no_grad():
+        expected = torch.stack([model(x[:, t]) for t in range(x.shape[1])], dim=1)
+    ours = run_float(net, x).spikes[0]
+    assert int(expected.sum()) > 200
+    np.testing.assert_array_equal(ours.numpy(), expected.numpy().astype(np.uint8))
