@@ -378,8 +378,6 @@ class SynapticLIF(StateRails, Node):
             j = state.i + bias + current  # the current integrates the input, exactly
             c = j.clamp(syn.current_min, syn.current_max)
             mb = channel(syn.membrane_bias) if syn.membrane_bias else 0
-            # delay 1 adds no current now, but ``a`` still takes the batch shape of ``c`` (at
-            # t = 0, ``u`` is a scalar 0 and ``mb`` per neuron only)
             a = u + mb + (c if syn.delay == 0 else torch.zeros_like(c))
         if self.reset == "zero_step":  # the step after a spike is held at zero, input and all
             a = torch.where(torch.as_tensor(state.hold), torch.zeros_like(a), a)
