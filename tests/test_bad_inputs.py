@@ -180,9 +180,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
     f["delay.nir"] = _nir_graph(d / "delay.nir", {"d": nir.Delay(delay=np.ones(n))})
     f["cubalif.nir"] = _nir_graph(d / "cubalif.nir", {"c": nir.CubaLIF(
         tau_syn=np.ones(n), tau_mem=np.ones(n), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n))})
+    # a cycle through neurons is a recurrent layer; one without neurons cannot be delayed
     f["cycle.nir"] = _nir_graph(
-        d / "cycle.nir", {"n": _if(n), "rec": nir.Linear(weight=np.eye(n, dtype=np.float32))},
-        edges=[("input", "fc"), ("fc", "n"), ("n", "rec"), ("rec", "n"), ("n", "output")])
+        d / "cycle.nir", {"n": _if(n), "s": nir.Scale(scale=np.full(n, 0.5, np.float32))}, n_in=n,
+        edges=[("input", "fc"), ("fc", "n"), ("fc", "s"), ("s", "fc"), ("n", "output")])
     f["shapes.nir"] = _nir_graph(d / "shapes.nir", {"n": _if(5)})  # Affine makes 3, IF takes 5
     nan_w = np.ones((n, 4), np.float32)
     nan_w[1, 2] = np.nan
@@ -294,8 +295,8 @@ GENERATE = [
     ("nir-folder", [], "{folder.nir}", ["folder.nir", "is a directory"]),
     ("nir-no-graph", [], "{nograph.nir}", ["nograph.nir", "holds no NIR graph"]),
     ("nir-delay", [], "{delay.nir}", ["node 'd' is Delay", "supported:"]),
-    ("nir-cubalif", [], "{cubalif.nir}", ["node 'c' is CubaLIF", "supported:"]),
-    ("nir-cycle", [], "{cycle.nir}", ["'n' -> 'rec' -> 'n'", "cycle"]),
+    ("nir-cubalif-dt", [], "{cubalif.nir}", ["CubaLIF node 'c' needs a timestep", "--dt"]),
+    ("nir-cycle", [], "{cycle.nir}", ["'fc' -> 's' -> 'fc'", "cycle without spiking neurons"]),
     ("nir-shapes", [], "{shapes.nir}", ["node 'n' (IF) takes input 5", "node 'fc' (Affine) produces 3"]),
     ("nir-nan-weight", [], "{nan_weight.nir}", ["'fc'", "weight", "NaN/inf"]),
     ("nir-nan-threshold", [], "{nan_threshold.nir}", ["'n'", "v_threshold", "NaN/inf"]),

@@ -444,12 +444,11 @@ def test_hdf5_with_broken_nir_graph(tmp_path):
         import_nir(str(path))
 
 
-@pytest.mark.parametrize("kind", ["CubaLIF", "Delay", "LI"])
+@pytest.mark.parametrize("kind", ["I", "Delay", "LI"])
 def test_unsupported_node_is_named_with_the_supported_list(tmp_path, kind):
     n = 3
     node = {
-        "CubaLIF": lambda: nir.CubaLIF(tau_syn=np.ones(n), tau_mem=np.ones(n), r=np.ones(n),
-                                       v_leak=np.zeros(n), v_threshold=np.ones(n)),
+        "I": lambda: nir.I(r=np.ones(n)),
         "Delay": lambda: nir.Delay(delay=np.ones(n)),
         "LI": lambda: nir.LI(tau=np.ones(n), r=np.ones(n), v_leak=np.zeros(n)),
     }[kind]()
@@ -459,27 +458,32 @@ def test_unsupported_node_is_named_with_the_supported_list(tmp_path, kind):
         import_nir(str(path))
 
 
-def test_recurrent_cycle_is_refused(tmp_path):
-    nodes = {"input": nir.Input(input_type=np.array([4])),
-             "fc": nir.Affine(weight=f32(3, 4), bias=f32(3)), "lif": lif_node(3),
-             "w_rec": nir.Linear(weight=f32(3, 3)), "output": nir.Output(output_type=np.array([3]))}
-    edges = [("input", "fc"), ("fc", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")]
-    with pytest.raises(HwgenError, match=r"nodes 'lif' -> 'w_rec' -> 'lif' form a cycle"):
+def test_cycle_without_neurons_is_refused(tmp_path):
+    # A cycle through neurons is a recurrent layer (tests/test_frontend_nir_graph.py); one
+    # without neurons has no timestep to delay and is refused.
+    nodes = {"input": nir.Input(input_type=np.array([3])),
+             "fc": nir.Affine(weight=f32(3, 3), bias=f32(3)), "lif": lif_node(3),
+             "s": nir.Scale(scale=np.full(3, 0.5, np.float32)),
+             "output": nir.Output(output_type=np.array([3]))}
+    edges = [("input", "fc"), ("fc", "lif"), ("fc", "s"), ("s", "fc"), ("lif", "output")]
+    with pytest.raises(HwgenError, match=r"nodes 'fc' -> 's' -> 'fc' form a cycle without "
+                                         r"spiking neurons"):
         import_nir(str(write_graph(tmp_path / "g.nir", nodes, edges)))
 
 
-def test_branch_and_dangling_nodes_are_refused(tmp_path):
+def test_dangling_nodes_are_refused(tmp_path):
     nodes = {"input": nir.Input(input_type=np.array([4])),
              "fc": nir.Affine(weight=f32(3, 4), bias=f32(3)), "n": if_node(3),
              "fc2": nir.Affine(weight=f32(3, 4), bias=f32(3)),
              "output": nir.Output(output_type=np.array([3]))}
     branch = [("input", "fc"), ("fc", "n"), ("n", "output"), ("input", "fc2")]
-    with pytest.raises(HwgenError, match=r"node 'input' \(Input\) feeds 2 nodes \('fc', 'fc2'\)"):
+    with pytest.raises(HwgenError, match=r"node 'fc2' \(Affine\) leads nowhere: no path from it "
+                                         r"reaches the Output node 'output'"):
         import_nir(str(write_graph(tmp_path / "a.nir", nodes, branch)))
     dangling = [("input", "fc"), ("fc", "n"), ("n", "output")]
-    with pytest.raises(HwgenError, match=r"node\(s\) 'fc2' are not on the chain"):
+    with pytest.raises(HwgenError, match=r"node\(s\) 'fc2' cannot be reached from the Input"):
         import_nir(str(write_graph(tmp_path / "b.nir", nodes, dangling)))
-    dead_end = [("input", "fc"), ("fc", "n"), ("fc2", "output")]
+    dead_end = [("input", "fc"), ("fc", "n"), ("input", "fc2"), ("fc2", "output")]
     with pytest.raises(HwgenError, match=r"node 'n' \(IF\) leads nowhere"):
         import_nir(str(write_graph(tmp_path / "c.nir", nodes, dead_end)))
 
@@ -512,13 +516,17 @@ def test_batched_input_shape_is_explained(tmp_path):
         import_nir(str(write_graph(tmp_path / "g.nir", nodes, list(zip(keys, keys[1:])))))
 
 
-def test_v_leak_and_v_reset_must_be_zero(tmp_path):
+def test_v_leak_folds_into_the_bias_and_v_reset_is_the_zero_reset_target(tmp_path):
+    # v_leak: Euler's k*v_leak (k = dt/tau = 0.5 here) enters every step, as a bias does.
     path = dense_graph(tmp_path / "a.nir", ("lif", lif_node(3, v_leak=0.1)))
-    with pytest.raises(HwgenError, match=r"LIF node 'lif' has v_leak = 0.1.*v_leak = 0 only"):
-        import_nir(str(path))
+    (layer,) = import_nir(str(path))[0].layers
+    np.testing.assert_allclose(layer.bias, (f32(3, seed=1) + 0.5 * 0.1).astype(np.float32), rtol=1e-6)
     path = dense_graph(tmp_path / "b.nir", ("lif", lif_node(3, v_reset=-0.5)))
-    with pytest.raises(HwgenError, match=r"LIF node 'lif' has v_reset = -0.5"):
-        import_nir(str(path))
+    net, notes = import_nir(str(path), reset="zero")
+    np.testing.assert_array_equal(net.layers[0].neurons.v_reset, [-0.5] * 3)
+    net, notes = import_nir(str(path))  # subtract: v_reset plays no part, and a note says so
+    assert net.layers[0].neurons.v_reset is None
+    assert any("LIF node 'lif': v_reset = -0.5 is not used by the subtract reset" in n for n in notes)
 
 
 def test_neuron_parameters_must_be_uniform_per_channel(tmp_path):
@@ -589,13 +597,14 @@ def test_cli_unsupported_graphs(tmp_path, capsys):
     delay = dense_graph(tmp_path / "delay.nir", ("d", nir.Delay(delay=np.ones(3))))
     code, err = run_cli(["generate", delay, "-o", out], capsys)
     assert_clean_failure(code, err, out, "node 'd' is Delay")
-    nodes = {"input": nir.Input(input_type=np.array([4])),
-             "fc": nir.Affine(weight=f32(3, 4), bias=f32(3)), "lif": lif_node(3),
-             "w_rec": nir.Linear(weight=f32(3, 3)), "output": nir.Output(output_type=np.array([3]))}
-    cyc = write_graph(tmp_path / "cyc.nir", nodes, [("input", "fc"), ("fc", "lif"), ("lif", "w_rec"),
-                                                    ("w_rec", "lif"), ("lif", "output")])
+    nodes = {"input": nir.Input(input_type=np.array([3])),
+             "fc": nir.Affine(weight=f32(3, 3), bias=f32(3)), "lif": lif_node(3),
+             "s": nir.Scale(scale=np.full(3, 0.5, np.float32)),
+             "output": nir.Output(output_type=np.array([3]))}
+    cyc = write_graph(tmp_path / "cyc.nir", nodes, [("input", "fc"), ("fc", "lif"), ("fc", "s"),
+                                                    ("s", "fc"), ("lif", "output")])
     code, err = run_cli(["generate", cyc, "-o", out], capsys)
-    assert_clean_failure(code, err, out, "form a cycle")
+    assert_clean_failure(code, err, out, "form a cycle without spiking neurons")
     code, err = run_cli(["generate", FIXTURE, "-o", out, "--weights", "w.pt"], capsys)
     assert_clean_failure(code, err, out, "--weights")
 
