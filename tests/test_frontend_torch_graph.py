@@ -14,7 +14,6 @@ import snntorch as snn
 import torch
 from torch import nn
 
-from hwgen import golden
 from hwgen.frontend import import_torch
 from hwgen.ir import INPUT, Edge
 from hwgen.ir_sim import run_float
