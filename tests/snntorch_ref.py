@@ -1,5 +1,5 @@
 """snnTorch as the reference of the torch frontend tests (tests/test_frontend_torch.py,
-tests/test_frontend_torch_conv.py): its own spikes, random inputs, refusals."""
+tests/test_frontend_torch_conv.py, tests/test_frontend_torch_graph.py): its own spikes, random inputs, refusals."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 import snntorch as snn
 import snntorch.utils
+from snntorch._neurons.neurons import SpikingNeuron
 import torch
 from torch import nn
 
@@ -16,17 +17,29 @@ from hwgen.frontend import import_torch
 
 
 def run_snntorch(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Each Leaky's output spikes from snnTorch's own forward pass, [B, T, N] uint8 (C order)."""
-    leakies = [m for m in model.modules() if isinstance(m, snn.Leaky)]
-    records: list[list[torch.Tensor]] = [[] for _ in leakies]
+    """Each neuron layer's output spikes from snnTorch's own forward pass, [B, T, N] uint8
+    (C order), in the order the forward calls the neurons (hwgen's order of spiking layers).
+
+    Every inference starts from zero state: ``snntorch.utils.reset`` and each neuron's
+    ``reset_mem()``, because snnTorch 1.0's ``utils.reset`` leaves ``RSynaptic.spk`` (the
+    recurrent input) at the previous inference's last spikes.
+    """
+    neurons = [m for m in model.modules() if isinstance(m, SpikingNeuron)]
+    records: dict[int, list[torch.Tensor]] = {}
+    order: list[int] = []
     hooks = []
-    for rec, lif in zip(records, leakies):
-        def hook(_m, _inp, out, rec=rec):
+    for n, lif in enumerate(neurons):
+        def hook(_m, _inp, out, n=n):
             spk = out[0] if isinstance(out, tuple) else out
-            rec.append(spk.detach().reshape(spk.shape[0], -1).clone())
+            if n not in records:
+                records[n] = []
+                order.append(n)
+            records[n].append(spk.detach().reshape(spk.shape[0], -1).clone())
         hooks.append(lif.register_forward_hook(hook))
     try:
         snntorch.utils.reset(model)
+        for lif in neurons:
+            lif.reset_mem()
         with torch.no_grad():
             for t in range(x.shape[1]):
                 model(x[:, t])
@@ -34,8 +47,8 @@ def run_snntorch(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         for h in hooks:
             h.remove()
     out = []
-    for rec in records:
-        s = torch.stack(rec, dim=1)
+    for n in order:
+        s = torch.stack(records[n], dim=1)
         assert torch.all((s == 0) | (s == 1))
         out.append(s.to(torch.uint8))
     return out

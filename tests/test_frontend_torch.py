@@ -236,8 +236,8 @@ def test_unsupported_layer_in_a_traced_module_uses_its_path() -> None:
 
 
 def test_other_snntorch_neurons_are_refused() -> None:
-    model = _seq(nn.Linear(4, 4), snn.Synaptic(alpha=0.9, beta=0.8, init_hidden=True))
-    refuses(model, "layer '1'", "snntorch.Synaptic", "only snntorch.Leaky")
+    model = _seq(nn.Linear(4, 4), snn.Alpha(alpha=0.9, beta=0.8, init_hidden=True))
+    refuses(model, "layer '1'", "snntorch.Alpha", "only snntorch.Leaky, RLeaky, Synaptic or RSynaptic")
 
 
 def test_nan_weight_and_inf_threshold() -> None:
@@ -269,7 +269,7 @@ def test_non_chain_models() -> None:
         def forward(self, x):
             return self.lif(self.fc(x) + x)
 
-    refuses(Skip(), "Skip.forward", "outside a layer module", "nn.Sequential")
+    refuses(Skip(), "Skip.forward", "'add' adds the output of nn.Linear 'fc'", "spike tensors only")
 
     class Stateful(nn.Module):  # the classic snnTorch tutorial style, mem passed around
         def __init__(self) -> None:
