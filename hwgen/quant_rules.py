@@ -150,11 +150,13 @@ def clip_warnings(name: str, clipping: dict, weight_bits: int) -> list[str]:
     return out
 
 
-def leak_for(name: str, beta: np.ndarray, frac_bits: int) -> Leak:
+def leak_for(name: str, beta: np.ndarray, frac_bits: int, what: str = "beta") -> Leak:
+    """The integer leak of one decay factor per layer (``what``: "beta", or "alpha" for a
+    CuBa current), refusing per-neuron values, which one engine cannot apply."""
     values = np.unique(beta)
     if len(values) != 1:
-        raise HwgenError(f"layer '{name}': beta differs across neurons ({values.min():g}..{values.max():g}); "
-                         "the layer engine applies one leak per layer: train with a scalar beta")
+        raise HwgenError(f"layer '{name}': {what} differs across neurons ({values.min():g}..{values.max():g}); "
+                         f"the layer engine applies one leak per layer: train with a scalar {what}")
     b = float(values[0])
     if b == 1.0:
         return Leak("none")

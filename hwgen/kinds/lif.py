@@ -218,7 +218,7 @@ class FloatSynapticLIF(Node):
             e = neurons.euler
             mb = (integers(self, "v_leak", e["k_mem"].astype(np.float64) * e["v_leak"], scale,
                            MAX_STATE_BITS, opts.weight_bits) if e is not None else np.zeros(len(threshold)))
-            synapse = Synapse(leak_for(self.name, alpha, opts.leak_frac_bits), UNCLAMPED_STATE_BITS,
+            synapse = Synapse(leak_for(self.name, alpha, opts.leak_frac_bits, "alpha"), UNCLAMPED_STATE_BITS,
                               delay=1 if e is not None else 0,
                               membrane_bias=() if not np.any(mb) else tuple(int(v) for v in mb))
         v_reset = None
