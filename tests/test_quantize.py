@@ -113,11 +113,6 @@ def test_all_zero_weights_do_not_crash_the_scale():
 
 
 def test_per_neuron_alpha_is_refused_naming_alpha():
-    from hwgen.errors import HwgenError
-    from hwgen.ir import LIFNeurons, Network
-    from hwgen.kinds import Dense
-    from hwgen.quantize import QuantOptions, quantize
-
     neurons = LIFNeurons(np.full(3, 0.875), np.ones(3), alpha=np.array([0.5, 0.75, 0.75]))
     net = Network((2,), [Dense("cuba", np.ones((3, 2), np.float32), np.zeros(3, np.float32), neurons)])
     with pytest.raises(HwgenError, match="'cuba': alpha differs across neurons"):
