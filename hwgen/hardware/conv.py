@@ -164,8 +164,11 @@ class ConvLIFEngine(wiring.Component):
       ``((ci * kh + ky) * kw + kx) * G + g`` holds ``W[cg*C_out_g + g*P + l, ci mod C_in_g,
       ky, kx]`` in lane ``l`` (``cg`` the convolution group of ``ci``, zero past ``C_out_g``);
     * membrane, RAM: ``H_out * W_out * GG`` words (``words``) of ``P`` accumulators of
-      ``acc_bits``, word ``(oy * W_out + ox) * GG + cg * G + g``; holds ``u + b``;
-    * thresholds and biases per channel group, ROMs of ``GG`` words unless constant per lane;
+      ``acc_bits``, word ``(oy * W_out + ox) * GG + cg * G + g``; holds ``u + b`` (for CuBa
+      neurons it is the current memory, ``i + b``, next to a membrane memory of ``u``; with
+      reset "zero_step" a memory of hold bits: ``lanes.NeuronMemories``, same addressing);
+    * thresholds and biases per channel group, ROMs of ``GG`` words unless constant per lane
+      (so are reset values and membrane biases, ``lanes.neuron_tables``);
     * the tap tables (``H`` + ``W`` + ``C_in`` rows, combinational);
     * the event buffer (``event_buffer`` entries, first-word fall-through) and the spike
       queue (``queue_depth + 2`` entries of one word's spike mask and position).

@@ -85,8 +85,8 @@ def lane_memories_list(layer, lanes: int, weight_words: int, membrane_words: int
     role = "weights" if weight_target is None else f"weights (loaded, {weight_target})"
     return [MemorySpec(layer.name, role, weight_words, lanes * layer.weight_bits,
                        initialised=weight_target is None, spram=weight_target == "ice40_spram"),
-            *(MemorySpec(layer.name, role, membrane_words, lanes * bits, read_write=True)
-              for role, bits in NeuronMemories.words(layer))]
+            *(MemorySpec(layer.name, state, membrane_words, lanes * bits, read_write=True)
+              for state, bits in NeuronMemories.words(layer))]
 
 
 class NeuronMemories:
@@ -150,8 +150,9 @@ class NeuronMemories:
         return roles
 
     def read(self, addr: Value, en: Value) -> list:
-        """Stage 0 reads the words at ``addr`` (when ``en``); returns the statements, for
-        the engine to place."""
+        """Stage 0 reads the words at ``addr`` (when ``en``): the statements, which the
+        engine places where a plain LIF engine always placed its membrane read (the order of
+        statements shows in the Verilog)."""
         return [stmt for rd in (self.integrate_rd, self.membrane_rd, self.hold_rd) if rd is not None
                 for stmt in (rd.addr.eq(addr), rd.en.eq(en))]
 
