@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .ir import INPUT, Edge, Leak, QuantNetwork, ResetMode, Synapse, graph_from
@@ -20,13 +22,25 @@ def random_quant_network(
     leak: Leak = Leak("shift", shift=3),
     per_neuron_threshold: bool = False,
     with_bias: bool = True,
+    synapse: Synapse | None = None,
+    membrane_bias: tuple[int, int] | None = None,
+    v_reset: tuple[int, int] | None = None,
+    reset_before_leak: bool = False,
 ) -> QuantNetwork:
     """A chain of dense LIF layers ``sizes[0] -> sizes[1] -> ...`` with random integers.
 
     Weights are biased slightly positive and thresholds set near the typical input so that
     every layer both fires and stays silent a fair share of the time.
+
+    The neuron beyond plain LIF (docs/semantics.md), in every layer: ``synapse`` makes them
+    CuBa neurons (its ``leak``, ``bits`` and ``delay``; ``acc_bits`` is sized for its rails),
+    with a ``membrane_bias`` per neuron drawn from ``[lo, hi]`` if given; ``v_reset``: reset
+    "zero" to a value per neuron drawn from ``[lo, hi]``; ``reset_before_leak`` for
+    "subtract". These draw from their own random stream, so the integers of a network without
+    them do not change.
     """
     rng = np.random.default_rng(seed)
+    neuron_rng = np.random.default_rng([seed, 1])
     wmax = (1 << (weight_bits - 1)) - 1
     layers: list = []
     for n, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -39,12 +53,31 @@ def random_quant_network(
         threshold = (rng.integers(max(1, base // 2), base + 1, size=n_out) if per_neuron_threshold
                      else np.full(n_out, base)).astype(np.int64)
         threshold = np.minimum(threshold, (1 << (state_bits - 1)) - 2)
-        layers.append(QuantDense(
+        layer = QuantDense(
             name=f"fc{n}", weight=weight, bias=bias, threshold=threshold, leak=leak, reset=reset,
             weight_bits=weight_bits, state_bits=state_bits,
             acc_bits=accumulator_bits(weight, bias, state_bits),
-            scale_exp=np.zeros(n_out, dtype=np.int64)))
+            scale_exp=np.zeros(n_out, dtype=np.int64))
+        layers.append(_with_neuron(layer, neuron_rng, synapse, membrane_bias, v_reset, reset_before_leak))
     return QuantNetwork((sizes[0],), layers, timesteps, source=f"random(seed={seed})")
+
+
+def _with_neuron(layer, rng: np.random.Generator, synapse: Synapse | None,
+                 membrane_bias: tuple[int, int] | None, v_reset: tuple[int, int] | None,
+                 reset_before_leak: bool):
+    """``layer`` with the neuron options of :func:`random_quant_network` (per output channel
+    values drawn from ``rng``), ``acc_bits`` sized for what its events add into."""
+    channels = len(layer.bias)
+    if synapse is not None:
+        bias = () if membrane_bias is None else tuple(
+            int(v) for v in rng.integers(membrane_bias[0], membrane_bias[1] + 1, size=channels))
+        layer.synapse = replace(synapse, membrane_bias=bias)
+        layer.acc_bits = accumulator_bits(layer.weight.reshape(channels, -1), layer.bias, synapse.bits,
+                                          input_max=layer.input_max)
+    if v_reset is not None:
+        layer.v_reset = rng.integers(v_reset[0], v_reset[1] + 1, size=channels).astype(np.int64)
+    layer.reset_before_leak = reset_before_leak
+    return layer
 
 
 def random_spikes(shape: tuple[int, ...], rate: float, seed: int = 0) -> np.ndarray:
@@ -66,6 +99,10 @@ def random_conv_network(
     input_bits: int = 1,
     rate: float = 0.3,
     with_bias: bool = True,
+    synapse: Synapse | None = None,
+    membrane_bias: tuple[int, int] | None = None,
+    v_reset: tuple[int, int] | None = None,
+    reset_before_leak: bool = False,
 ) -> QuantNetwork:
     """A chain of conv / pool / flatten / dense layers with random integers, for tests.
 
@@ -77,8 +114,9 @@ def random_conv_network(
     * ``"dense"``: ``out`` neurons.
 
     A spiking layer's dict may override the network-wide ``weight_bits``, ``state_bits``,
-    ``reset``, ``leak`` and ``with_bias``, and fix ``threshold`` (an int for every channel)
-    instead of calibrating it.
+    ``reset``, ``leak``, ``with_bias`` and the neuron options (``synapse``, ``membrane_bias``,
+    ``v_reset``, ``reset_before_leak``, as in :func:`random_quant_network`), and fix
+    ``threshold`` (an int for every channel) instead of calibrating it.
 
     Thresholds are per output channel (neuron), calibrated layer by layer on random inputs at
     spike ``rate`` (direct input: that share of non-zero values, uniform over
@@ -87,6 +125,7 @@ def random_conv_network(
     ``k*k`` per sum pool, ``2**input_bits - 1`` for direct input).
     """
     rng = np.random.default_rng(seed)
+    neuron_rng = np.random.default_rng([seed, 1])  # the neuron options' own stream
     shape: tuple[int, ...] = tuple(int(d) for d in input_shape)
     input_max = (1 << input_bits) - 1
     out: list = []
@@ -137,6 +176,9 @@ def random_conv_network(
             shape = (c_out,)
         else:
             raise ValueError(f"unknown layer type {kind!r}")
+        layer = _with_neuron(layer, neuron_rng, spec.get("synapse", synapse),
+                             spec.get("membrane_bias", membrane_bias), spec.get("v_reset", v_reset),
+                             spec.get("reset_before_leak", reset_before_leak))
         if "threshold" in spec:
             fixed.add(id(layer))
         out.append(layer)

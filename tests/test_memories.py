@@ -60,6 +60,32 @@ def test_conv_pool_chain(parallel):
     check(qnet, parallel)
 
 
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_cuba_and_zero_step_dense(parallel):
+    """A CuBa layer has a current and a membrane memory (and membrane bias and reset value
+    tables when they differ per neuron); a zero_step layer its hold bits."""
+    from hwgen.ir import Leak, Synapse
+
+    qnet = random_quant_network([20, 12, 5], seed=3, timesteps=4, synapse=Synapse(Leak("shift", shift=2), 8, 1),
+                                membrane_bias=(-5, 5), reset="zero", v_reset=(-9, 9))
+    check(qnet, parallel)
+    check(random_quant_network([20, 12, 5], seed=3, timesteps=4, reset="zero_step"), parallel)
+    check(random_quant_network([20, 12, 5], seed=3, timesteps=4, reset="zero_step",
+                               synapse=Synapse(Leak("none"), 9, 0)), parallel)
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_cuba_and_zero_step_conv(parallel):
+    from hwgen.ir import Leak, Synapse
+
+    qnet = random_conv_network((2, 8, 8), [
+        {"type": "conv", "out": 6, "kernel": 3, "padding": 1, "synapse": Synapse(Leak("shift", shift=1), 8, 0),
+         "membrane_bias": (-4, 4), "reset": "zero_step"},
+        {"type": "conv", "out": 4, "kernel": 3, "groups": 2, "reset": "zero", "v_reset": (-3, 3)},
+        {"type": "flatten"}, {"type": "dense", "out": 3, "reset": "zero_step"}], seed=5, timesteps=3)
+    check(qnet, parallel)
+
+
 def test_loaded_weights_are_listed_as_such():
     """Run-time-loaded weights (a LoadedWeights RAM instead of the ROM) are the same shape."""
     qnet = random_quant_network([20, 12, 5], seed=3, timesteps=4)
@@ -89,3 +115,17 @@ def test_a_missing_memory_is_caught(monkeypatch):
     monkeypatch.setattr(DenseLIFEngine, "memories_for", staticmethod(lambda *args: original(*args)[1:]))
     with pytest.raises(AssertionError, match="built but not listed"):
         check(random_quant_network([20, 12, 5], seed=3, timesteps=4), 4)
+
+
+def test_a_missing_neuron_memory_is_caught(monkeypatch):
+    """... and a forgotten current or hold memory is named too."""
+    from hwgen.hardware.lanes import NeuronMemories
+    from hwgen.ir import Leak, Synapse
+
+    original = NeuronMemories.words
+    monkeypatch.setattr(NeuronMemories, "words", staticmethod(lambda layer: original(layer)[:1]))
+    with pytest.raises(AssertionError, match="built but not listed"):
+        check(random_quant_network([20, 12, 5], seed=3, timesteps=4, reset="zero_step"), 4)
+    with pytest.raises(AssertionError, match="built but not listed"):
+        check(random_quant_network([20, 12, 5], seed=3, timesteps=4,
+                                   synapse=Synapse(Leak("shift", shift=2), 8, 0)), 4)

@@ -37,8 +37,8 @@ from amaranth.lib.wiring import In, Out
 
 from .dense import check_accumulator
 from .memories import MemorySpec, load_signature
-from .lanes import (lane_memories, lane_memories_list, lane_table, lane_values, lane_values_memories,
-                    lanes_and_groups, update_lanes)
+from .lanes import (lane_memories, lane_memories_list, lane_table, lanes_and_groups, neuron_tables_memories,
+                    neuron_values, update_lanes)
 from .spike_queue import SpikeQueue, queue_word
 from .tokens import address_layout, token_signature
 
@@ -164,8 +164,11 @@ class ConvLIFEngine(wiring.Component):
       ``((ci * kh + ky) * kw + kx) * G + g`` holds ``W[cg*C_out_g + g*P + l, ci mod C_in_g,
       ky, kx]`` in lane ``l`` (``cg`` the convolution group of ``ci``, zero past ``C_out_g``);
     * membrane, RAM: ``H_out * W_out * GG`` words (``words``) of ``P`` accumulators of
-      ``acc_bits``, word ``(oy * W_out + ox) * GG + cg * G + g``; holds ``u + b``;
-    * thresholds and biases per channel group, ROMs of ``GG`` words unless constant per lane;
+      ``acc_bits``, word ``(oy * W_out + ox) * GG + cg * G + g``; holds ``u + b`` (for CuBa
+      neurons it is the current memory, ``i + b``, next to a membrane memory of ``u``; with
+      reset "zero_step" a memory of hold bits: ``lanes.NeuronMemories``, same addressing);
+    * thresholds and biases per channel group, ROMs of ``GG`` words unless constant per lane
+      (so are reset values and membrane biases, ``lanes.neuron_tables``);
     * the tap tables (``H`` + ``W`` + ``C_in`` rows, combinational);
     * the event buffer (``event_buffer`` entries, first-word fall-through) and the spike
       queue (``queue_depth + 2`` entries of one word's spike mask and position).
@@ -250,8 +253,7 @@ class ConvLIFEngine(wiring.Component):
         words = h_out * w_out * layer.groups * G
         queue = max(1, cls.default_queue_depth if queue_depth is None else queue_depth)
         return [*lane_memories_list(layer, P, layer.input_shape[0] * kh * kw * G, words, weight_target),
-                *lane_values_memories(layer.name, "thresholds", lane_table(layer.threshold, P, G, layer.groups)),
-                *lane_values_memories(layer.name, "biases", lane_table(layer.bias, P, G, layer.groups)),
+                *neuron_tables_memories(layer, P, G, layer.groups),
                 MemorySpec(layer.name, "event buffer", max(1, cls.default_event_buffer if event_buffer is None else event_buffer),
                            Shape.cast(event_layout(layer, parallel, input_bits)).width,
                            initialised=False, read_write=True, logic_only=True),
@@ -279,8 +281,8 @@ class ConvLIFEngine(wiring.Component):
         # Per-channel values as [GG, P] tables, one block of channel groups per
         # convolution group.
         bias = lane_table(layer.bias, P, G, blocks=layer.groups)
-        w_rd, v_wr, v_rd = lane_memories(m, layer, self.weight_words(),
-                                         np.tile(bias, (h_out * w_out, 1)), self.weight_target)
+        w_rd, state = lane_memories(m, layer, self.weight_words(), np.tile(bias, (h_out * w_out, 1)),
+                                    self.weight_target)
         if self.weight_target is not None:
             wiring.connect(m, wiring.flipped(self.weights), w_rd.load)
 
@@ -368,14 +370,11 @@ class ConvLIFEngine(wiring.Component):
             at_end.eq(Mux(fire, m_addr == words - 1,
                           (group == G - 1) & (tap_x == nx_last) & (tap_y == ny_last))),
             walker_free.eq(~busy | (advance & at_end)),
-            v_rd.addr.eq(m_addr),
-            v_rd.en.eq(~stall),
+            *state.read(m_addr, ~stall),
             w_rd.addr.eq(w_addr),
             w_rd.en.eq(~stall),
         ]
-        threshold = lane_values(m, "thresholds", lane_table(layer.threshold, P, G, layer.groups),
-                                k, ~stall)
-        bias_of = lane_values(m, "biases", bias, k, ~stall)
+        tables = neuron_values(m, layer, P, G, k, ~stall, blocks=layer.groups)
 
         with m.If(advance):
             with m.If(at_end):
@@ -448,13 +447,10 @@ class ConvLIFEngine(wiring.Component):
 
         # Lanes at or past `full_lanes` have no channel in a convolution group's last
         # channel group (s1_dead).
-        spikes = update_lanes(m, layer, v_rd, w_rd, v_wr, value=s1_value if direct else None,
-                              threshold=threshold, bias=bias_of, fire=s1_fire, last=s1_last,
+        spikes = update_lanes(m, layer, state, w_rd, value=s1_value if direct else None,
+                              tables=tables, fire=s1_fire, last=s1_last,
                               dead=s1_dead, full_lanes=cog - (G - 1) * P)
-        m.d.comb += [
-            v_wr.addr.eq(s1_addr),
-            v_wr.en.eq(s1_valid & ~stall),
-        ]
+        state.write(m, s1_addr, s1_valid & ~stall, s1_fire)
 
         # ---- spike queue and serializer
 

@@ -26,8 +26,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..widths import accumulator_bits
 from .memories import MemorySpec, load_signature
-from .lanes import (lane_memories, lane_memories_list, lane_table, lane_values, lane_values_memories,
-                    lanes_and_groups, update_lanes)
+from .lanes import (lane_memories, lane_memories_list, lane_table, lanes_and_groups, neuron_tables_memories,
+                    neuron_values, update_lanes)
 from .spike_queue import SpikeQueue, queue_word
 from .tokens import token_signature
 
@@ -42,7 +42,8 @@ def check_accumulator(layer, weight: np.ndarray, input_max: int) -> None:
 
     ``weight`` is ``[out, fan_in]``; ``input_max`` the largest input value per address.
     """
-    need = accumulator_bits(weight, layer.bias, layer.state_bits, input_max=input_max)
+    # What the events add into has the rails of the membrane (LIF) or of the current (CuBa).
+    need = accumulator_bits(weight, layer.bias, layer.integrated_bits, input_max=input_max)
     if layer.acc_bits < need:
         raise ValueError(f"layer {layer.name!r}: acc_bits={layer.acc_bits} cannot hold every "
                          f"partial sum (inputs up to {input_max} need {need}); the accumulator "
@@ -131,8 +132,7 @@ class DenseLIFEngine(wiring.Component):
         building anything)."""
         P, G = lanes_and_groups(layer.out_features, parallel)
         return [*lane_memories_list(layer, P, layer.in_features * G, G, weight_target),
-                *lane_values_memories(layer.name, "thresholds", lane_table(layer.threshold, P, G)),
-                *lane_values_memories(layer.name, "biases", lane_table(layer.bias, P, G)),
+                *neuron_tables_memories(layer, P, G),
                 *SpikeQueue.memories_for(layer.name, layer.out_features, P, G)]
 
     def elaborate(self, platform) -> Module:
@@ -141,8 +141,8 @@ class DenseLIFEngine(wiring.Component):
         P, G = self.lanes, self.groups
         n_in, n_out = layer.in_features, layer.out_features
 
-        bias = lane_table(layer.bias, P, G)
-        w_rd, v_wr, v_rd = lane_memories(m, layer, self.weight_words(), bias, self.weight_target)
+        w_rd, state = lane_memories(m, layer, self.weight_words(), lane_table(layer.bias, P, G),
+                                    self.weight_target)
         if self.weight_target is not None:
             wiring.connect(m, wiring.flipped(self.weights), w_rd.load)
 
@@ -165,13 +165,11 @@ class DenseLIFEngine(wiring.Component):
 
         m.d.comb += [
             self.spikes_in.ready.eq(~busy | (advance & at_end)),
-            v_rd.addr.eq(group),
-            v_rd.en.eq(~stall),
+            *state.read(group, ~stall),
             w_rd.addr.eq(w_addr),
             w_rd.en.eq(~stall),
         ]
-        threshold = lane_values(m, "thresholds", lane_table(layer.threshold, P, G), group, ~stall)
-        bias_of = lane_values(m, "biases", bias, group, ~stall)
+        tables = neuron_values(m, layer, P, G, group, ~stall)
 
         with m.If(advance):
             with m.If(at_end):
@@ -215,14 +213,11 @@ class DenseLIFEngine(wiring.Component):
             ]
 
         # Lanes at or past `full_lanes` have no neuron in the last group (s1_end).
-        spikes = update_lanes(m, layer, v_rd, w_rd, v_wr,
+        spikes = update_lanes(m, layer, state, w_rd,
                               value=s1_value if self.input_bits > 1 else None,
-                              threshold=threshold, bias=bias_of, fire=s1_fire, last=s1_last,
+                              tables=tables, fire=s1_fire, last=s1_last,
                               dead=s1_end, full_lanes=n_out - (G - 1) * P)
-        m.d.comb += [
-            v_wr.addr.eq(s1_group),
-            v_wr.en.eq(s1_valid & ~stall),
-        ]
+        state.write(m, s1_group, s1_valid & ~stall, s1_fire)
 
         # ---- spike queue and serializer
 

@@ -21,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from ..hardware.lanes import NeuronMemories
 from ..ir import Leak, LIFNeurons, Node, StateRails, Synapse
 from ..quant_rules import (MAX_ACC_BITS, MAX_STATE_BITS, UNCLAMPED_STATE_BITS, QuantOptions,  # noqa: F401
                            check_finite, integers, leak_for, rows, scale_exponents)
@@ -378,6 +379,8 @@ class SynapticLIF(StateRails, Node):
             j = state.i + bias + current  # the current integrates the input, exactly
             c = j.clamp(syn.current_min, syn.current_max)
             mb = channel(syn.membrane_bias) if syn.membrane_bias else 0
+            # delay 1 adds no current now, but ``a`` still takes the batch shape of ``c`` (at
+            # t = 0, ``u`` is a scalar 0 and ``mb`` per neuron only)
             a = u + mb + (c if syn.delay == 0 else torch.zeros_like(c))
         if self.reset == "zero_step":  # the step after a spike is held at zero, input and all
             a = torch.where(torch.as_tensor(state.hold), torch.zeros_like(a), a)
@@ -414,13 +417,17 @@ class SynapticLIF(StateRails, Node):
 
     def logic_estimate(self, parallel: int, device_key: str, logic: dict) -> tuple[int, int, int]:
         """Rough ``(LUT4, FF, DSP)`` of the engine: control plus a datapath per lane and bit
-        of membrane (add, saturate, compare, leak, reset, bias); ``logic`` holds the fitted
-        constants of ``hwgen.devices``."""
+        of membrane (add, saturate, compare, leak, reset, bias), and for a CuBa neuron per
+        bit of current and of its membrane word (saturate, leak, add into the membrane);
+        ``logic`` holds the fitted constants of ``hwgen.devices``."""
         g = self.geometry(parallel)
         bits = self.acc_bits + self.state_bits
+        syn = self.synapse
+        if syn is not None:
+            bits += syn.bits + self.membrane_bits
         lut = self.control_lut + g.lanes * bits * logic["lane_lut_per_bit"]
         ff = logic["control_ff"] + g.lanes * bits // 2
-        dsp = g.lanes if self.leak.kind == "mul" else 0
+        dsp = g.lanes * ((self.leak.kind == "mul") + (syn is not None and syn.leak.kind == "mul"))
         # ECP5 synthesis builds a constant multiply of an address by G (not a power of
         # two) in a multiplier block
         if g.groups > 1 and g.groups & (g.groups - 1) and device_key.startswith("ecp5"):
@@ -447,8 +454,17 @@ class SynapticLIF(StateRails, Node):
             "threshold_min": int(self.threshold.min()),
             "threshold_max": int(self.threshold.max()),
             "weight_memory_bits": int(self.weight.size) * self.weight_bits,
-            "membrane_memory_bits": g.fire_words * g.lanes * self.acc_bits,
+            # every bit of neuron state: the membrane, and the current and hold bits of the
+            # neurons that have them (hwgen.hardware.lanes.NeuronMemories)
+            "membrane_memory_bits": g.fire_words * g.lanes * sum(bits for _, bits in NeuronMemories.words(self)),
         }
+        if not self.plain:
+            syn = self.synapse
+            if syn is not None:
+                entry["current"] = {"bits": syn.bits, "delay": syn.delay, "leak": syn.leak.kind,
+                                    "membrane_bits": self.membrane_bits}
+            entry.update({f"{role.replace(' ', '_')}_memory_bits": g.fire_words * g.lanes * bits
+                          for role, bits in NeuronMemories.words(self) if role != "membranes"})
         entry.update(self.report_extra())
         return entry
 
