@@ -124,8 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
 
     demo = sub.add_parser("demo", help="digits end to end: model -> Verilog -> cocotb vs golden")
-    demo.add_argument("--model", choices=["mlp", "conv"], default="mlp",
-                      help="mlp: 64-64-10 LIF; conv: conv 8x3x3 -> LIF -> max pool -> dense 10 (default mlp)")
+    demo.add_argument("--model", choices=["mlp", "conv", "rnn"], default="mlp",
+                      help="mlp: 64-64-10 LIF; conv: conv 8x3x3 -> LIF -> max pool -> dense 10; rnn: the digits "
+                           "read row by row, 16-64(recurrent LIF)-10 (default mlp)")
     demo.add_argument("--out", type=Path, default=Path("hwgen-demo"))
     demo.add_argument("--samples", type=int, default=50)
     demo.add_argument("--parallel", type=int, default=4)
