@@ -8,10 +8,18 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 
+from hwgen import golden
+from hwgen.accelerator.top import NetworkTop, network_memories, plan_units
 from hwgen.hardware.fork import StreamFork
 from hwgen.hardware.merge import StreamMerge
 from hwgen.hardware.tokens import pack_token, unpack_token
+from hwgen.ir import INPUT, Edge, QuantNetwork
+from hwgen.kinds import SpikeSum
+from hwgen.stress import Inference, NetworkCase, run_batch
+from hwgen.testing import random_conv_network, random_quant_network, random_spikes
+from hwgen.widths import accumulator_bits
 from hwsim import run
 
 # ----------------------------------------------------------------------------- engines
@@ -173,3 +181,151 @@ def test_merge_check_sees_a_missing_delay():
     got = _merge_run(merge, [a, b], rng, delayed_release=False)
     assert got[0][1] != Counter([1, 4])
     assert got[0][1] == Counter([1, 5])
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+def recurrent_dense() -> QuantNetwork:
+    """12 inputs -> fc0 (8, recurrent to itself, delay 1) -> fc1 (5)."""
+    net = random_quant_network([20, 8, 5], seed=11, timesteps=6)
+    net.input_shape = (12,)
+    net.layers[0].segments = (12, 8)
+    net.inputs = {"fc0": [Edge(INPUT), Edge("fc0", 1)]}
+    return net
+
+
+def two_layer_cycle() -> QuantNetwork:
+    """12 inputs -> fc0 (10) -> fc1 (6), and fc1 back into fc0 with delay 1."""
+    net = random_quant_network([18, 10, 6], seed=12, timesteps=6)
+    net.input_shape = (12,)
+    net.layers[0].segments = (12, 6)
+    net.inputs = {"fc0": [Edge(INPUT), Edge("fc1", 1)]}
+    return net
+
+
+def fanout_concat() -> QuantNetwork:
+    """12 inputs -> fc0 (8) -> fc1 (6); fc2 (5) reads fc0 and fc1 side by side (a fork of
+    fc0, a concatenating join in front of fc2); the output is fc2, and fc1 also feeds a
+    second, unread branch fc3 (a spiking layer that feeds nothing)."""
+    net = random_quant_network([12, 8, 6], seed=13, timesteps=5)
+    head = random_quant_network([14, 5], seed=14, timesteps=5).layers[0]
+    head.name = "fc2"
+    side = random_quant_network([6, 3], seed=15, timesteps=5).layers[0]
+    side.name = "fc3"
+    head.segments = (8, 6)
+    net.layers += [head, side]
+    net.inputs = {"fc2": [Edge("fc0"), Edge("fc1")], "fc3": [Edge("fc1")]}
+    net.output = "fc2"
+    return net
+
+
+def sew_residual() -> QuantNetwork:
+    """(2, 6, 6) -> conv0 (4) -> conv1 (4); SpikeSum(conv0, conv1) -> conv2 (3): the sum's
+    counts reach conv2 as events (``input_max`` 2)."""
+    net = random_conv_network((2, 6, 6), [{"type": "conv", "out": 4, "kernel": 3, "padding": 1},
+                                          {"type": "conv", "out": 4, "kernel": 3, "padding": 1},
+                                          {"type": "conv", "out": 3, "kernel": 3, "padding": 1}],
+                              seed=16, timesteps=4, rate=0.4)
+    conv2 = net.layers[2]
+    conv2.input_max = 2
+    conv2.acc_bits = accumulator_bits(conv2.weight.reshape(3, -1), conv2.bias, conv2.state_bits, input_max=2)
+    net.layers.insert(2, SpikeSum("sum", (4, 6, 6)))
+    net.inputs = {"sum": [Edge("conv0"), Edge("conv1")]}
+    return net
+
+
+def recurrent_conv() -> QuantNetwork:
+    """(2, 5, 5) -> conv0 (4, reading its own spikes of the step before: channels 2..5 of its
+    input) -> flatten -> fc (4): a fire pass (25 positions) far larger than the conv engine's
+    spike queue, so only the delayed edge's buffer keeps the cycle from deadlocking."""
+    net = random_conv_network((6, 5, 5), [{"type": "conv", "out": 4, "kernel": 3, "padding": 1},
+                                          {"type": "flatten"}, {"type": "dense", "out": 4}],
+                              seed=17, timesteps=4, rate=0.35)
+    net.input_shape = (2, 5, 5)
+    net.layers[0].segments = (2, 4)
+    net.inputs = {"conv0": [Edge(INPUT), Edge("conv0", 1)]}
+    return net
+
+
+GRAPHS = {
+    "recurrent_dense": (recurrent_dense, 3),
+    "two_layer_cycle": (two_layer_cycle, 4),
+    "fanout_concat": (fanout_concat, 2),
+    "sew_residual": (sew_residual, 2),
+    "recurrent_conv": (recurrent_conv, 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_graph_networks_are_graphs(name):
+    """Each test network is a valid graph, not a chain, and its golden run has spikes in
+    every layer (so the RTL comparison below compares something)."""
+    net = GRAPHS[name][0]()
+    net.check_graph()
+    assert not net.is_chain
+    x = random_spikes((4, net.timesteps, *net.input_shape), 0.35, seed=3)
+    trace = golden.run(net, x)
+    for k, spikes in enumerate(trace.spikes):
+        assert 0 < int(spikes.sum()) < spikes.numel(), (name, k)
+
+
+def test_graph_plans():
+    """What the top builds for a graph: forks where a node feeds several, joins in front of
+    several inputs, the delay buffer sized to one timestep of its source."""
+    top = NetworkTop(two_layer_cycle(), 2, stall_points=True)
+    assert [u.stem for u in top.units] == ["join", "dense", "dense", "fork"]
+    assert top.stall_links == ["spikes_in -> unit0_join.0", "unit3_fork.0 -> unit0_join.1",
+                               "unit0_join -> layer0", "layer0 -> layer1", "layer1 -> unit3_fork",
+                               "unit3_fork.1 -> readout"]
+    # fc1's 6 neurons and a tick: one timestep in the delayed input's buffer (6 in memory,
+    # one in the output register), each token 3 address bits + tick + last
+    mems = network_memories(two_layer_cycle(), 2)
+    assert [(m.role, m.depth, m.width) for m in mems if "delay" in m.role] == [("delay buffer 1", 6, 5)]
+    Fragment.get(top, None)
+
+
+def test_unpaceable_graphs_are_refused():
+    net = random_quant_network([20, 8, 5], seed=11, timesteps=6)
+    net.input_shape = (20,)
+    net.layers[1].segments = (8, 5)
+    net.layers[1].weight = np.zeros((5, 13), dtype=np.int64)
+    # fc1 reads fc0 and, delayed, itself: fine; fc1 reading only its own spikes is not
+    net.inputs = {"fc1": [Edge("fc1", 1)]}
+    with pytest.raises(ValueError, match="'fc1': every input is delayed"):
+        plan_units(net)
+    # a delay on a feed-forward edge (no cycle): refused, naming both nodes
+    net.layers[1].weight = np.zeros((5, 8), dtype=np.int64)
+    net.layers[1].segments = ()
+    net.inputs = {"fc1": [Edge("fc0", 1)]}
+    with pytest.raises(ValueError, match="every input is delayed"):
+        plan_units(net)
+    net.layers[1].weight = np.zeros((5, 28), dtype=np.int64)
+    net.layers[1].segments = (20, 8)
+    net.inputs = {"fc1": [Edge(INPUT), Edge("fc0", 1)]}
+    with pytest.raises(ValueError, match="'fc1': the delayed input from 'fc0' is not part of a cycle"):
+        plan_units(net)
+
+
+@pytest.mark.slow
+def test_graphs_on_verilator_with_stalls_on_every_link(tmp_path):
+    """Every graph network against the golden model, every spike of every layer: each sample
+    without stalls, again with random stalls on every link and the input, and then all
+    samples back to back (overlapping inferences)."""
+    cases = []
+    for name, (make, parallel) in sorted(GRAPHS.items()):
+        net = make()
+        x = random_spikes((3, net.timesteps, *net.input_shape), 0.35, seed=5)
+        program = [Inference(s) for s in range(len(x))]
+        program += [Inference(s, policy, 10 * s + 1, input_stall=True)
+                    for s in range(len(x)) for policy in ("beat", "mixed")]
+        program += [Inference(0, "mixed", 99)] + [Inference(s, overlap=True) for s in range(1, len(x))]
+        cases.append(NetworkCase(net, parallel, x, program, label=name))
+    result = run_batch(cases, tmp_path / "graphs")
+    for case, items in zip(cases, result.networks):
+        for i, r in enumerate(items):
+            assert not r.aborted
+            assert r.mismatches == 0, f"{case.label}, program entry {i}: {r.records[:3]}"
+        assert len({tuple(r.digests) for r in items[:1]}) == 1
+    assert result.mismatches == 0
+    print(f"\ngraph RTL: {result.spikes_compared} decisions compared, {result.sim_cycles} cycles")

@@ -25,13 +25,30 @@ from amaranth.lib.wiring import In, Out
 from .memories import MemorySpec
 from .tokens import StreamShape, is_map, shape_size, token_layout, token_signature
 
-__all__ = ["StreamMerge", "delay_buffer_depth"]
+__all__ = ["StreamMerge", "check_merge", "delay_buffer_depth"]
 
 
 def delay_buffer_depth(shape: StreamShape) -> int:
     """Tokens a delayed input's buffer holds: one timestep of its source, every neuron
     firing, and the tick."""
     return shape_size(shape) + 1
+
+
+def check_merge(in_shapes: Sequence[StreamShape], out_shape: StreamShape, offsets: Sequence[int],
+                delayed: Sequence[bool], in_value_bits: Sequence[int]) -> None:
+    """Refuse a merge :class:`StreamMerge` cannot build: inputs that do not fit the output at
+    their offsets, or no input that is not delayed (nothing would close the timesteps)."""
+    n = len(in_shapes)
+    if n < 1 or not (len(offsets) == len(delayed) == len(in_value_bits) == n):
+        raise ValueError("a merge needs one offset, delay flag and value width per input")
+    if all(delayed):
+        raise ValueError("a merge needs an input that is not delayed: its ticks pace the timesteps")
+    for shape, offset in zip(in_shapes, offsets):
+        if is_map(shape) != is_map(out_shape) or offset < 0 or (
+                is_map(shape) and (tuple(shape[1:]) != tuple(out_shape[1:])
+                                   or shape[0] + offset > out_shape[0])) or (
+                not is_map(shape) and shape_size(shape) + offset > shape_size(out_shape)):
+            raise ValueError(f"an input of shape {shape} at offset {offset} does not fit in {out_shape}")
 
 
 class StreamMerge(wiring.Component):
@@ -72,16 +89,7 @@ class StreamMerge(wiring.Component):
                  delayed: Sequence[bool], in_value_bits: Sequence[int] | None = None):
         n = len(in_shapes)
         in_value_bits = list(in_value_bits or [0] * n)
-        if n < 1 or not (len(offsets) == len(delayed) == len(in_value_bits) == n):
-            raise ValueError("a merge needs one offset, delay flag and value width per input")
-        if all(delayed):
-            raise ValueError("a merge needs an input that is not delayed: its ticks pace the timesteps")
-        for shape, offset in zip(in_shapes, offsets):
-            if is_map(shape) != is_map(out_shape) or offset < 0 or (
-                    is_map(shape) and (tuple(shape[1:]) != tuple(out_shape[1:])
-                                       or shape[0] + offset > out_shape[0])) or (
-                    not is_map(shape) and shape_size(shape) + offset > shape_size(out_shape)):
-                raise ValueError(f"an input of shape {shape} at offset {offset} does not fit in {out_shape}")
+        check_merge(in_shapes, out_shape, offsets, delayed, in_value_bits)
         self.in_shapes = list(in_shapes)
         self.out_shape = out_shape
         self.offsets = [int(o) for o in offsets]

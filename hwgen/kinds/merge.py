@@ -24,7 +24,7 @@ from amaranth.lib import wiring
 from ..cost import RemapStage, Stage
 from ..hardware.fork import StreamFork
 from ..hardware.memories import MemorySpec
-from ..hardware.merge import StreamMerge
+from ..hardware.merge import StreamMerge, check_merge
 from ..hardware.tokens import StreamShape, is_map
 from ..ir import Node
 from ..quant_rules import QuantOptions
@@ -103,7 +103,7 @@ def plan_join(name: str, streams: Sequence[Stream], delayed: Sequence[bool], out
     value_bits = max(s.value_bits for s in adapted)
     node = StreamJoin(f"{name}_{stem}", tuple(s.shape for s in adapted), out_shape, tuple(int(o) for o in offsets),
                       tuple(bool(d) for d in delayed), tuple(s.value_bits for s in adapted), stem)
-    StreamMerge(node.in_shapes, out_shape, node.offsets, node.delayed, node.in_value_bits)  # refuse early
+    check_merge(node.in_shapes, out_shape, node.offsets, node.delayed, node.in_value_bits)
     joined = adapted[0].to(shape=out_shape, value_bits=value_bits, input_max=max(s.input_max for s in adapted))
     unit = Unit(node, out_shape, out_shape, value_bits, joined.input_max, ports_in=len(streams))
     return chains, unit, joined
