@@ -129,3 +129,23 @@ def test_a_missing_neuron_memory_is_caught(monkeypatch):
     with pytest.raises(AssertionError, match="built but not listed"):
         check(random_quant_network([20, 12, 5], seed=3, timesteps=4,
                                    synapse=Synapse(Leak("shift", shift=2), 8, 0)), 4)
+
+
+@pytest.mark.parametrize("graph", ["recurrent_dense", "two_layer_cycle", "fanout_concat", "sew_residual",
+                                   "recurrent_conv"])
+def test_graphs(graph):
+    """Joins with their delay buffers, forks, and the flatten on a join's input."""
+    from test_graph_rtl import GRAPHS
+
+    make, parallel = GRAPHS[graph]
+    check(make(), parallel)
+
+
+def test_a_missing_delay_buffer_is_caught(monkeypatch):
+    """The graph case can fail too: a join whose delay buffer is not listed is named."""
+    from hwgen.hardware.merge import StreamMerge
+    from test_graph_rtl import recurrent_dense
+
+    monkeypatch.setattr(StreamMerge, "memories_for", staticmethod(lambda *args: []))
+    with pytest.raises(AssertionError, match="built but not listed"):
+        check(recurrent_dense(), 3)

@@ -14,6 +14,7 @@ produce no hardware.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from amaranth.hdl import Module, Signal, unsigned
@@ -32,8 +33,9 @@ from ..hardware.tokens import (
     token_layout,
     token_signature,
 )
-from ..ir import QuantNetwork
+from ..ir import INPUT, QuantNetwork
 from ..kinds import Stream, Unit
+from ..kinds.merge import StreamFanout
 from ..widths import address_bits, unsigned_bits
 
 __all__ = ["NetworkTop", "Unit", "build_top", "network_memories", "packed_weights", "plan_units",
@@ -54,28 +56,193 @@ def _stream_shape(shape: Sequence[int]) -> StreamShape:
     return dims if len(dims) == 3 else int(np.prod(dims))
 
 
-def plan_units(qnet: QuantNetwork) -> tuple[list[Unit], StreamShape, int]:
-    """The chain of units of ``qnet``: ``(units, input stream shape, input value bits)``.
+#: A link's end at the readout (``Link.target``).
+READOUT = -1
 
-    Raises ``ValueError`` naming the layer when a layer's input does not match what flows
-    into it, or when a pool would see direct (multi-bit) input, which is not spikes.
+
+@dataclass(frozen=True)
+class Link:
+    """One token stream of the design: from unit ``source``'s member ``source_port`` (``None``:
+    the network input ``spikes_in``) to unit ``target``'s member ``target_port`` (``READOUT``:
+    the readout, through a flatten for a map)."""
+
+    source: int | None
+    source_port: str
+    target: int
+    target_port: str
+
+
+@dataclass
+class Plan:
+    """The units of a network and the links between them (:func:`plan_graph`)."""
+
+    units: list[Unit]
+    links: list[Link]
+    input_shape: StreamShape
+    input_value_bits: int
+    #: the unit whose spikes the readout counts (the output layer's engine)
+    output: int
+
+
+def _check_recurrence(qnet: QuantNetwork) -> None:
+    """Refuse, naming the nodes, what the hardware cannot pace (docs/hardware.md, "Graphs"):
+    a node whose inputs are all delayed (nothing closes its timesteps), and a delayed edge
+    that is not closed into a cycle by undelayed edges (its source could run ahead of its
+    consumer by more than the one timestep its buffer holds)."""
+    undelayed: dict[str, list[str]] = {layer.name: [] for layer in qnet.layers}
+    for layer in qnet.layers:
+        edges = qnet.sources(layer)
+        if all(e.delay for e in edges):
+            raise ValueError(f"node {layer.name!r}: every input is delayed; hwgen needs an undelayed input "
+                             "to pace its timesteps (give it the feed-forward input too)")
+        for e in edges:
+            if not e.delay and e.source in undelayed:
+                undelayed[e.source].append(layer.name)
+    for layer in qnet.layers:
+        for e in qnet.sources(layer):
+            if not e.delay:
+                continue
+            seen, todo = {layer.name}, [layer.name]
+            while todo:  # the nodes that take the consumer's output of the same step
+                for nxt in undelayed[todo.pop()]:
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        todo.append(nxt)
+            if e.source not in seen:
+                raise ValueError(f"node {layer.name!r}: the delayed input from {e.source!r} is not part of a "
+                                 f"cycle ({e.source!r} does not depend on {layer.name!r} within a timestep); "
+                                 "hwgen builds a delay only as recurrence")
+
+
+def plan_graph(qnet: QuantNetwork) -> Plan:
+    """The units of ``qnet`` and their links: per node the units its kind plans (a chain:
+    ``plan_hardware``); in front of a node with several inputs or a delayed one, its kind's
+    join (``plan_join``); behind a node with several consumers, a fork. A chain gets no join
+    and no fork, and the units it always had.
+
+    Every spiking layer and every node that leads to one gets hardware; the others (a pool
+    after the output, say) none. Raises ``ValueError`` naming the node when a node's input
+    does not match what flows into it, when a pool would see direct (multi-bit) input, or
+    when the graph is one the hardware cannot pace (:func:`_check_recurrence`).
     """
-    layers = qnet.spiking_layers
-    if not layers:
+    spiking = qnet.spiking_layers
+    if not spiking:
         raise ValueError("the network has no spiking layer")
     if qnet.timesteps < 1:
         raise ValueError(f"timesteps must be at least 1, not {qnet.timesteps}")
     if qnet.input_bits < 1:
         raise ValueError(f"input_bits must be at least 1, not {qnet.input_bits}")
+    if not qnet.is_chain:
+        qnet.check_graph()
+        _check_recurrence(qnet)
     value_bits = qnet.input_bits if qnet.input_bits > 1 else 0
     in_shape = _stream_shape(qnet.input_shape)
-    stream = Stream(in_shape, value_bits, (1 << qnet.input_bits) - 1, 0, qnet.input_bits)
+    index = {layer.name: k for k, layer in enumerate(spiking)}
+    output = qnet.output_layer.name
+
+    # Nodes with hardware: the spiking layers and whatever leads to one (undelayed edges point
+    # forward in `layers`, and a delayed edge starts at a spiking layer: one backward pass).
+    needed = set(index)
+    for layer in reversed(qnet.layers):
+        if any(node.name in needed for node, _ in qnet.consumers(layer.name)):
+            needed.add(layer.name)
+    nodes = [layer for layer in qnet.layers if layer.name in needed]
+
+    # Each edge's two ends: the unit member its tokens leave from, the one they enter.
+    sources: dict[tuple[str, int], tuple[int | None, str]] = {}
+    targets: dict[tuple[str, int], tuple[int, str]] = {}
     units: list[Unit] = []
-    last = max(i for i, layer in enumerate(qnet.layers) if layer.has_neurons)
-    for layer in qnet.layers[:last + 1]:
-        planned, stream = layer.plan_hardware(stream)
-        units += planned
-    return units, in_shape, value_bits
+
+    def add(unit: Unit) -> int:
+        units.append(unit)
+        return len(units) - 1
+
+    def chain(planned: list[Unit], tail: tuple[int, str] | None = None) -> tuple[int, str] | None:
+        """Adds ``planned`` linked in a row; returns the first's input (or ``tail`` if none)
+        and links the last's output to ``tail``."""
+        first = None
+        for unit in planned:
+            n = add(unit)
+            if first is None:
+                first = (n, unit.in_port(0))
+            else:
+                links.append(Link(n - 1, units[n - 1].out_port(0), n, unit.in_port(0)))
+        if planned and tail is not None:
+            links.append(Link(len(units) - 1, units[-1].out_port(0), *tail))
+        return first if first is not None else tail
+
+    links: list[Link] = []
+
+    def emit(name: str, end: tuple[int | None, str], stream: Stream) -> None:
+        """``name``'s output leaves from ``end``: to its one consumer, or through a fork."""
+        consumers = [(node.name, k) for node in nodes for k, edge in enumerate(qnet.sources(node))
+                     if edge.source == name]
+        if name == output:
+            consumers.append(("", READOUT))
+        if len(consumers) == 1:
+            sources[consumers[0]] = end
+        elif len(consumers) > 1:
+            fork = add(Unit(StreamFanout(f"{name or 'input'}_fork", stream.shape, len(consumers), stream.value_bits),
+                            stream.shape, stream.shape, stream.value_bits, stream.input_max,
+                            ports_out=len(consumers)))
+            links.append(Link(*end, fork, "spikes_in"))
+            for k, consumer in enumerate(consumers):
+                sources[consumer] = (fork, units[fork].out_port(k))
+
+    streams = {INPUT: Stream(in_shape, value_bits, (1 << qnet.input_bits) - 1, 0, qnet.input_bits)}
+    emit(INPUT, (None, "spikes_in"), streams[INPUT])
+    for node in nodes:
+        edges = qnet.sources(node)
+        k_spiking = index.get(node.name, 0)
+        if len(edges) == 1 and not edges[0].delay:
+            planned, out = node.plan_hardware(streams[edges[0].source].to(spiking=k_spiking))
+            if not planned:  # nothing to build: the node's output is its input's stream
+                emit(node.name, sources[(node.name, 0)], out)
+                streams[node.name] = out
+                continue
+            targets[(node.name, 0)] = (len(units), planned[0].in_port(0))
+            chain(planned)
+        else:
+            ins = []
+            for e in edges:
+                if e.delay:  # from a spiking layer, maybe not planned yet: its spikes
+                    src = qnet.node(e.source)
+                    ins.append(Stream(_stream_shape(src.output_shape), 0, 1, 0, qnet.input_bits))
+                else:
+                    ins.append(streams[e.source])
+            adapters, join, joined = node.plan_join(ins, [bool(e.delay) for e in edges])
+            heads = [chain(adapter) for adapter in adapters]  # filled in below: the join's index
+            j = add(join)
+            for k, adapter in enumerate(adapters):
+                if adapter:
+                    first = heads[k]
+                    last = first[0] + len(adapter) - 1
+                    links.append(Link(last, units[last].out_port(0), j, join.in_port(k)))
+                    targets[(node.name, k)] = first
+                else:
+                    targets[(node.name, k)] = (j, join.in_port(k))
+            planned, out = node.plan_hardware(joined.to(spiking=k_spiking))
+            if planned:
+                links.append(Link(j, join.out_port(0), len(units), planned[0].in_port(0)))
+                chain(planned)
+        n = len(units) - 1
+        emit(node.name, (n, units[n].out_port(0)), out)
+        streams[node.name] = out
+    targets[("", READOUT)] = (READOUT, "spikes")
+    for key, target in targets.items():
+        links.append(Link(*sources[key], *target))
+    # The input's link first, the readout's last, the others in the order of their targets:
+    # a chain's links run input to output (the order of the stall points, `stall_links`).
+    links.sort(key=lambda link: (link.source is not None, link.target == READOUT, link.target, link.target_port))
+    engine = next(n for n, unit in enumerate(units) if unit.spiking == index[output])
+    return Plan(units, links, in_shape, value_bits, engine)
+
+
+def plan_units(qnet: QuantNetwork) -> tuple[list[Unit], StreamShape, int]:
+    """The units of ``qnet`` (:func:`plan_graph`): ``(units, input stream shape, input value
+    bits)``."""
+    plan = plan_graph(qnet)
+    return plan.units, plan.input_shape, plan.input_value_bits
 
 
 def start_slots(units: Sequence[Unit]) -> int:
@@ -154,7 +321,9 @@ class NetworkTop(wiring.Component):
             raise ValueError(f"parallel must be at least 1, not {parallel}")
         self.qnet = qnet
         self.parallel = parallel
-        self.units, self.input_shape, self.input_value_bits = plan_units(qnet)
+        self.plan = plan_graph(qnet)
+        self.units, self.input_shape, self.input_value_bits = (self.plan.units, self.plan.input_shape,
+                                                               self.plan.input_value_bits)
         engines = [u for u in self.units if u.spiking is not None]
         self.weight_memories = dict(sorted((weight_memories or {}).items()))
         unknown = set(self.weight_memories) - {u.spiking for u in engines}
@@ -165,7 +334,7 @@ class NetworkTop(wiring.Component):
         self.geometry = [unit.node.geometry(parallel) for unit in engines]
         self.lanes = [g.lanes for g in self.geometry]
         self.groups = [g.groups for g in self.geometry]
-        self.output_shape = engines[-1].out_shape
+        self.output_shape = self.units[self.plan.output].out_shape
         self.count_bits = unsigned_bits(qnet.timesteps)
         n_out = shape_size(self.output_shape)
 
@@ -184,16 +353,26 @@ class NetworkTop(wiring.Component):
         })
         self.stall_links: list[str] = []
         if stall_points:
-            names = [_unit_name(n, u) for n, u in enumerate(self.units)]
-            self.stall_links = [f"spikes_in -> {names[0]}"]
-            self.stall_links += [f"{a} -> {b}" for a, b in zip(names, names[1:])]
-            if is_map(self.output_shape):
-                self.stall_links.append(f"{names[-1]} -> readout_flatten")
-                names.append("readout_flatten")
-            self.stall_links.append(f"{names[-1]} -> readout")
+            self.stall_links = [self._link_name(link) for link in self.plan.links]
+            if is_map(self.output_shape):  # the readout's flatten: a link of its own
+                self.stall_links.insert(len(self.stall_links) - 1,
+                                        self.stall_links[-1].replace(" -> readout", " -> readout_flatten"))
+                self.stall_links[-1] = "readout_flatten -> readout"
             members["stall"] = In(len(self.stall_links))
             members["stall_offer"] = Out(len(self.stall_links))
         super().__init__(members)
+
+    def _link_name(self, link: Link) -> str:
+        """``"a -> b"``: the units' submodule names (``spikes_in``, ``readout`` at the ends),
+        with ``.k`` for a fork's output or a join's input ``k``."""
+        def end(unit: int | None, port: str) -> str:
+            if unit is None:
+                return "spikes_in"
+            if unit == READOUT:
+                return "readout"
+            name = _unit_name(unit, self.units[unit])
+            return name + (f".{port.rsplit('_', 1)[1]}" if port[-1].isdigit() else "")
+        return f"{end(link.source, link.source_port)} -> {end(link.target, link.target_port)}"
 
     def weight_words(self, k: int) -> np.ndarray:
         """Spiking layer ``k``'s weight memory contents, ``[depth, P]`` signed weights (pack
@@ -250,7 +429,12 @@ class NetworkTop(wiring.Component):
                 upstream = point.o
             wiring.connect(m, upstream, downstream)
 
-        head = chain[0][1].spikes_in
+        def port(n: int | None, name: str):
+            return self.spikes_in if n is None else getattr(chain[n][1], name)
+
+        links = list(self.plan.links)
+        entry = next(lk for lk in links if lk.source is None)
+        head = port(entry.target, entry.target_port)
         if self.stall_links:
             point = stall_point(data.Layout.cast(head.payload.shape()))
             wiring.connect(m, point.o, head)
@@ -269,12 +453,26 @@ class NetworkTop(wiring.Component):
             starts.w_en.eq(accepted & first),
         ]
 
-        # ---- the chain, its taps and the readout
+        # ---- the units' links, their taps and the readout
 
-        for (_, upstream), (_, downstream) in zip(chain, chain[1:]):
-            link(upstream.spikes_out, downstream.spikes_in)
+        linked = {(entry.source, entry.source_port)}
+        to_readout = None
+        for lk in links:
+            if lk is entry:
+                continue
+            linked.add((lk.source, lk.source_port))
+            if lk.target == READOUT:
+                to_readout = port(lk.source, lk.source_port)
+                continue
+            link(port(lk.source, lk.source_port), port(lk.target, lk.target_port))
+        # A spiking layer that feeds nothing (in a graph, a branch the output does not read)
+        # still runs: its tap shows it, and its spikes are taken as they come.
+        for n, (unit, component) in enumerate(chain):
+            for k in range(unit.ports_out):
+                if (n, unit.out_port(k)) not in linked:
+                    m.d.comb += getattr(component, unit.out_port(k)).ready.eq(1)
 
-        tail = chain[-1][1].spikes_out
+        tail = to_readout
         if is_map(self.output_shape):
             m.submodules.readout_flatten = flatten = FlattenRemap(self.output_shape)
             link(tail, flatten.spikes_in)

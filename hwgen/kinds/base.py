@@ -70,6 +70,9 @@ class Unit:
     ``node`` is the IR node (a ``Flatten`` made for the purpose where a dense layer or the
     readout flattens a map implicitly); ``spiking`` the index of a spiking layer (its
     ``tap_K``), else ``None``; ``value_bits`` and ``input_max`` describe its input stream.
+    ``ports_in`` / ``ports_out``: a join's inputs, a fork's outputs (graphs; docs/hardware.md,
+    "Graphs"); their members are ``spikes_in_k`` / ``spikes_out_k``, a single one's
+    ``spikes_in`` / ``spikes_out``.
     """
 
     node: Node
@@ -78,6 +81,16 @@ class Unit:
     value_bits: int = 0
     input_max: int = 1
     spiking: int | None = None
+    ports_in: int = 1
+    ports_out: int = 1
+
+    def in_port(self, k: int) -> str:
+        """The member of the unit's component that takes its input ``k``."""
+        return "spikes_in" if self.ports_in == 1 else f"spikes_in_{k}"
+
+    def out_port(self, k: int) -> str:
+        """The member of the unit's component that sends its output ``k``."""
+        return "spikes_out" if self.ports_out == 1 else f"spikes_out_{k}"
 
     def build(self, parallel: int, weight_target: str | None = None) -> wiring.Component:
         """The unit's component; ``weight_target`` (engines only) loads its weights at run

@@ -25,6 +25,7 @@ from ..hardware.tokens import is_map
 from ..ir import Leak, LIFNeurons, Pair, ResetMode, Shape3, Synapse, conv_output_size
 from .base import EngineGeometry, Stream, Unit
 from .lif import FloatSynapticLIF, SynapticLIF
+from .merge import plan_join
 
 
 class _ConvShape:
@@ -194,6 +195,24 @@ class QuantConv2d(_ConvShape, SynapticLIF):
         unit = Unit(self, shape, tuple(self.output_shape), stream.value_bits, stream.input_max, stream.spiking)
         return [unit], stream.to(shape=tuple(self.output_shape), value_bits=0, input_max=1,
                                  spiking=stream.spiking + 1)
+
+    def plan_join(self, streams: list[Stream], delayed: list[bool]) -> tuple[list[list[Unit]], Unit, Stream]:
+        """Several input maps (or a delayed one): their channels stacked (``segments``) in one
+        ``StreamJoin``; every map has the layer's ``H, W``."""
+        c_in, h, w = self.input_shape
+        segments = tuple(self.segments) or (c_in,)
+        if len(segments) != len(streams) or sum(segments) != c_in:
+            raise ValueError(f"layer {self.name!r} has {len(streams)} inputs but its {c_in} input channels "
+                             f"are split into segments {list(segments)}: set segments")
+
+        def adapt(k: int, stream: Stream) -> tuple[list[Unit], Stream]:
+            want = (segments[k], h, w)
+            if not is_map(stream.shape) or tuple(stream.shape) != want:
+                raise ValueError(f"layer {self.name!r} takes a {want} map at input {k} but is fed {stream.shape}")
+            return [], stream
+
+        offsets = np.cumsum((0,) + segments[:-1]).tolist()
+        return plan_join(self.name, streams, delayed, tuple(self.input_shape), offsets, adapt=adapt)
 
     def unit_memories(self, unit: Unit, parallel: int, weight_target: str | None) -> list[MemorySpec]:
         return ConvLIFEngine.memories_for(self, parallel, max(1, unit.value_bits), weight_target)

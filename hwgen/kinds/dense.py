@@ -24,6 +24,7 @@ from ..ir import Leak, LIFNeurons, ResetMode, Synapse
 from .base import EngineGeometry, Stream, Unit
 from .flatten import Flatten
 from .lif import FloatSynapticLIF, SynapticLIF
+from .merge import plan_join
 
 
 class _DenseShape:
@@ -154,18 +155,36 @@ class QuantDense(_DenseShape, SynapticLIF):
     def weight_words(self, parallel: int) -> np.ndarray:
         return dense_weight_words(self, parallel)
 
-    def plan_hardware(self, stream: Stream) -> tuple[list[Unit], Stream]:
+    def _flat_input(self, stream: Stream, features: int, what: str, suffix: str = "") -> tuple[list[Unit], Stream]:
+        """``stream`` as ``features`` flat inputs: a map through a flatten (the golden model
+        flattens implicitly too)."""
         units = []
         shape = stream.shape
-        if is_map(shape):  # the golden model flattens implicitly too
-            units.append(Unit(Flatten(f"{self.name}_flatten", tuple(shape)), shape, shape_size(shape),
+        if is_map(shape):
+            units.append(Unit(Flatten(f"{self.name}_flatten{suffix}", tuple(shape)), shape, shape_size(shape),
                               stream.value_bits))
             shape = shape_size(shape)
-        if shape != self.in_features:
-            raise ValueError(f"layer {self.name!r} takes {self.in_features} inputs but is fed {shape}")
+        if shape != features:
+            raise ValueError(f"layer {self.name!r} takes {features} {what} but is fed {shape}")
+        return units, stream.to(shape=shape)
+
+    def plan_hardware(self, stream: Stream) -> tuple[list[Unit], Stream]:
+        units, stream = self._flat_input(stream, self.in_features, "inputs")
         check_accumulator(self, self.weight, stream.input_max)
-        units.append(Unit(self, shape, self.out_features, stream.value_bits, stream.input_max, stream.spiking))
+        units.append(Unit(self, stream.shape, self.out_features, stream.value_bits, stream.input_max,
+                          stream.spiking))
         return units, stream.to(shape=self.out_features, value_bits=0, input_max=1, spiking=stream.spiking + 1)
+
+    def plan_join(self, streams: list[Stream], delayed: list[bool]) -> tuple[list[list[Unit]], Unit, Stream]:
+        """Several inputs (or a delayed one): each flattened, their features side by side
+        (``segments``) in one ``StreamJoin``."""
+        segments = tuple(self.segments) or (self.in_features,)
+        if len(segments) != len(streams) or sum(segments) != self.in_features:
+            raise ValueError(f"layer {self.name!r} has {len(streams)} inputs but its weight is split into "
+                             f"segments {list(segments)} of {self.in_features} features: set segments")
+        offsets = np.cumsum((0,) + segments[:-1]).tolist()
+        return plan_join(self.name, streams, delayed, self.in_features, offsets,
+                         adapt=lambda k, s: self._flat_input(s, segments[k], f"features at input {k}", str(k)))
 
     def unit_memories(self, unit: Unit, parallel: int, weight_target: str | None) -> list[MemorySpec]:
         return DenseLIFEngine.memories_for(self, parallel, weight_target)
