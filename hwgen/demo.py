@@ -33,7 +33,8 @@ def run_demo(out: Path, samples: int, parallel: int, simulator: str, stages, mod
         opts = GenerateOptions(weights=str(spec.checkpoint), input_shape=spec.input_shape,
                                parallel=parallel, data=str(heldout),
                                calibration=str(calibration),
-                               quant=QuantOptions(weight_bits=8, timesteps=spec.timesteps))
+                               quant=QuantOptions(weight_bits=spec.weight_bits, timesteps=spec.timesteps,
+                                                  per_channel=spec.per_channel))
         with stages() as progress:
             report = generate(spec.factory, out, opts, progress)
             sim = simulate(out, samples=samples, simulator=simulator, progress=progress)

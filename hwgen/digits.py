@@ -128,6 +128,11 @@ class DemoModel:
     # Train on one thread: the small rnn's batches are too small for torch's intra-op threads,
     # and on two cores it trains about 3x faster on one thread than on two.
     one_thread: bool = False
+    # How the demo quantizes it. The rnn's recurrence amplifies rounding: at 8-bit weights its
+    # integer form scores 88.9 % on the held-out digits against 90.2 % float, at 12 bits per
+    # channel 90.4 % (and the same predictions as float on 99.6 % of them).
+    weight_bits: int = 8
+    per_channel: bool = False
 
     def load_split(self) -> "DigitsSplit":
         return load_split(self.timesteps, self.input_shape, self.image_size, self.encoding)
@@ -143,7 +148,8 @@ MODELS = {
     "mnist784": DemoModel("mnist784", "hwgen.digits:mnist_mlp", (28 * 28,), 20,
                           timesteps=MNIST_TIMESTEPS, image_size=28, half=True),
     "rnn": DemoModel("rnn", "hwgen.digits:digits_rnn", (16,), 100, timesteps=8 + RNN_SILENT,
-                     encoding="rows", lr=1e-2, cosine_lr=True, one_thread=True),
+                     encoding="rows", lr=1e-2, cosine_lr=True, one_thread=True, weight_bits=12,
+                     per_channel=True),
 }
 # The defaults of `hwgen demo` and of tests that use the MLP.
 CHECKPOINT = MODELS["mlp"].checkpoint

@@ -173,6 +173,8 @@ def generate(model: str, out: Path, opts: GenerateOptions, progress: Progress = 
         "fidelity_data": opts.data or "",
         "frontend_notes": frontend_notes,
     }
+    if not qnet.is_chain:  # each node's inputs, [source, delay]: what the graph is
+        report["graph"] = {layer.name: [[e.source, e.delay] for e in qnet.sources(layer)] for layer in qnet.layers}
     progress("hardware + emit: Amaranth -> Verilog")
     data = {"x": x, "y": y} if x is not None and y is not None else ({"x": x} if x is not None else None)
     write_design(out, net, qnet, parallel, report, render_markdown(report), data, weight_memories, opts.board)

@@ -106,6 +106,19 @@ def render_markdown(report: dict) -> str:
                      f"{layer['parallel']} | {layer['weight_bits']} | {layer['state_bits']} | {layer['acc_bits']} | "
                      f"{leak_text} | {layer['reset']} | {thr} | {layer['weight_memory_bits']} | "
                      f"{layer['membrane_memory_bits']} |")
+    cuba = [layer for layer in report["quantization"]["layers"] if layer.get("current")]
+    if cuba:
+        lines += ["", "CuBa layers (a synaptic current feeds the membrane, docs/semantics.md):", "",
+                  "| layer | alpha float -> int | current bits | current range seen | membrane takes |",
+                  "|---|---|---|---|---|"]
+        for layer in cuba:
+            c = layer["current"]
+            lines.append(f"| {layer['name']} | {c['alpha_float']:.6g} -> {c['alpha_int']:.6g} | {c['current_bits']} | "
+                         f"{c['current_range']} | {'the previous step' if c['delay'] else 'this step'}'s current |")
+    edges = report.get("graph")
+    if edges:
+        lines += ["", "Graph: " + "; ".join(f"{name} <- " + ", ".join(
+            f"{src}{' (t-1)' if delay else ''}" for src, delay in inputs) for name, inputs in edges.items())]
     lines += ["", "## Device fit (memories, estimated before synthesis)", "",
               "| device | fits | block RAM | SPRAM | small memories in logic (bits) |", "|---|---|---|---|---|"]
     for verdict in hw["fit"].values():
