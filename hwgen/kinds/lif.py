@@ -427,7 +427,12 @@ class SynapticLIF(StateRails, Node):
             bits += syn.bits + self.membrane_bits
         lut = self.control_lut + g.lanes * bits * logic["lane_lut_per_bit"]
         ff = logic["control_ff"] + g.lanes * bits // 2
-        dsp = g.lanes * ((self.leak.kind == "mul") + (syn is not None and syn.leak.kind == "mul"))
+        # A "mul" leak is a constant multiply per lane of the state (or current) it decays;
+        # one multiplier block takes 16 bits a side on iCE40 (SB_MAC16), 18 elsewhere, so a
+        # wider operand takes two (measured: the Braille RNN's 19-bit membranes on iCE40).
+        port = 16 if device_key.startswith("ice40") else 18
+        dsp = g.lanes * ((self.leak.kind == "mul") * -(-self.state_bits // port)
+                         + (syn is not None and syn.leak.kind == "mul") * -(-syn.bits // port))
         # ECP5 synthesis builds a constant multiply of an address by G (not a power of
         # two) in a multiplier block
         if g.groups > 1 and g.groups & (g.groups - 1) and device_key.startswith("ecp5"):
