@@ -250,13 +250,37 @@ def recurrent_conv() -> QuantNetwork:
     return net
 
 
+def recurrent_direct() -> QuantNetwork:
+    """3-bit direct input (10 values) -> fc0 (6, recurrent to itself) -> fc1 (4): the join
+    gives the recurrent spikes the value 1 beside the input's values."""
+    net = random_quant_network([16, 6, 4], seed=18, timesteps=5)
+    net.input_shape = (10,)
+    net.input_bits = 3
+    fc0 = net.layers[0]
+    fc0.segments = (10, 6)
+    fc0.input_max = 7
+    fc0.acc_bits = accumulator_bits(fc0.weight, fc0.bias, fc0.state_bits, input_max=7)
+    fc0.threshold = fc0.threshold * 3
+    net.inputs = {"fc0": [Edge(INPUT), Edge("fc0", 1)]}
+    return net
+
+
 GRAPHS = {
     "recurrent_dense": (recurrent_dense, 3),
+    "recurrent_direct": (recurrent_direct, 2),
     "two_layer_cycle": (two_layer_cycle, 4),
     "fanout_concat": (fanout_concat, 2),
     "sew_residual": (sew_residual, 2),
     "recurrent_conv": (recurrent_conv, 1),
 }
+
+
+def graph_inputs(net: QuantNetwork, samples: int, seed: int) -> np.ndarray:
+    """Spikes at rate 0.35, or for direct input values 1 .. 2**bits - 1 at that rate."""
+    x = random_spikes((samples, net.timesteps, *net.input_shape), 0.35, seed=seed).astype(np.int64)
+    if net.input_bits > 1:
+        x *= np.random.default_rng(seed).integers(1, 1 << net.input_bits, size=x.shape)
+    return x
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))
@@ -266,7 +290,7 @@ def test_graph_networks_are_graphs(name):
     net = GRAPHS[name][0]()
     net.check_graph()
     assert not net.is_chain
-    x = random_spikes((4, net.timesteps, *net.input_shape), 0.35, seed=3)
+    x = graph_inputs(net, 4, seed=3)
     trace = golden.run(net, x)
     for k, spikes in enumerate(trace.spikes):
         assert 0 < int(spikes.sum()) < spikes.numel(), (name, k)
@@ -317,7 +341,7 @@ def test_graphs_on_verilator_with_stalls_on_every_link(tmp_path):
     cases = []
     for name, (make, parallel) in sorted(GRAPHS.items()):
         net = make()
-        x = random_spikes((3, net.timesteps, *net.input_shape), 0.35, seed=5)
+        x = graph_inputs(net, 3, seed=5)
         program = [Inference(s) for s in range(len(x))]
         program += [Inference(s, policy, 10 * s + 1, input_stall=True)
                     for s in range(len(x)) for policy in ("beat", "mixed")]
@@ -362,7 +386,7 @@ def test_a_recurrent_spike_costs_what_an_input_event_costs(name):
     of ``G`` words per step."""
     make, parallel = GRAPHS[name]
     net = make()
-    x = random_spikes((3, net.timesteps, *net.input_shape), 0.35, seed=5)
+    x = graph_inputs(net, 3, seed=5)
     trace = golden.run(net, x)
     g = net.layers[0].geometry(parallel)
     for b in range(3):
@@ -383,6 +407,6 @@ def test_graph_cost_model_is_cycle_exact(monkeypatch):
     monkeypatch.setattr(hwsim, "input_tokens", c_order_tokens)
     for name, (make, parallel) in sorted(GRAPHS.items()):
         net = make()
-        x = random_spikes((3, net.timesteps, *net.input_shape), 0.35, seed=5)
+        x = graph_inputs(net, 3, seed=5)
         rtl = hwsim.check_against_golden(net, parallel, x, settle=2000)["cycles"]
         assert expected_cycles(net, parallel, golden.run(net, x), x) == rtl, name

@@ -91,8 +91,8 @@ def test_a_missing_memory_is_caught(monkeypatch):
         check(random_quant_network([20, 12, 5], seed=3, timesteps=4), 4)
 
 
-@pytest.mark.parametrize("graph", ["recurrent_dense", "two_layer_cycle", "fanout_concat", "sew_residual",
-                                   "recurrent_conv"])
+@pytest.mark.parametrize("graph", ["recurrent_dense", "recurrent_direct", "two_layer_cycle", "fanout_concat",
+                                   "sew_residual", "recurrent_conv"])
 def test_graphs(graph):
     """Joins with their delay buffers, forks, and the flatten on a join's input."""
     from test_graph_rtl import GRAPHS
