@@ -72,6 +72,13 @@ Assumptions
   the reset passes after reset (``cycles`` excludes them anyway), and the start queue of
   ``NetworkTop`` (it only bounds inferences in flight).
 
+Graphs (docs/hardware.md, "Graphs") add two structures, followed the same way on the links
+of the network top: a fork (:class:`ForkStage`; a token leaves at its last consumer's take)
+and a join (:class:`JoinStage`; round-robin grants into an output register, a delayed
+input's buffer, its step-0 credit and final-step drop), run by :func:`graph_timing`. Cycle-exact
+on the simulated graphs of tests/test_graph_rtl.py, and equal to :func:`inference_timing` on
+chains.
+
 The API knows nothing of layers: :class:`EngineGeometry` (every number of an engine that the
 model needs; each layer kind's ``geometry``), :class:`EngineStage` and :class:`RemapStage` (one
 unit of the chain and the work of one inference through it; each kind's ``cost_stages``),
