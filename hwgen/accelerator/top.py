@@ -157,19 +157,14 @@ def plan_graph(qnet: QuantNetwork) -> Plan:
         units.append(unit)
         return len(units) - 1
 
-    def chain(planned: list[Unit], tail: tuple[int, str] | None = None) -> tuple[int, str] | None:
-        """Adds ``planned`` linked in a row; returns the first's input (or ``tail`` if none)
-        and links the last's output to ``tail``."""
-        first = None
-        for unit in planned:
-            n = add(unit)
-            if first is None:
-                first = (n, unit.in_port(0))
-            else:
+    def chain(planned: list[Unit]) -> tuple[int, str]:
+        """Adds ``planned`` (not empty), linked in a row; returns the first one's input."""
+        first = len(units)
+        for n, unit in enumerate(planned, start=first):
+            units.append(unit)
+            if n > first:
                 links.append(Link(n - 1, units[n - 1].out_port(0), n, unit.in_port(0)))
-        if planned and tail is not None:
-            links.append(Link(len(units) - 1, units[-1].out_port(0), *tail))
-        return first if first is not None else tail
+        return first, planned[0].in_port(0)
 
     links: list[Link] = []
 
@@ -200,8 +195,7 @@ def plan_graph(qnet: QuantNetwork) -> Plan:
                 emit(node.name, sources[(node.name, 0)], out)
                 streams[node.name] = out
                 continue
-            targets[(node.name, 0)] = (len(units), planned[0].in_port(0))
-            chain(planned)
+            targets[(node.name, 0)] = chain(planned)
         else:
             ins = []
             for e in edges:
@@ -211,16 +205,15 @@ def plan_graph(qnet: QuantNetwork) -> Plan:
                 else:
                     ins.append(streams[e.source])
             adapters, join, joined = node.plan_join(ins, [bool(e.delay) for e in edges])
-            heads = [chain(adapter) for adapter in adapters]  # filled in below: the join's index
+            heads = [chain(adapter) if adapter else None for adapter in adapters]
             j = add(join)
-            for k, adapter in enumerate(adapters):
-                if adapter:
-                    first = heads[k]
-                    last = first[0] + len(adapter) - 1
-                    links.append(Link(last, units[last].out_port(0), j, join.in_port(k)))
-                    targets[(node.name, k)] = first
-                else:
+            for k, head in enumerate(heads):
+                if head is None:
                     targets[(node.name, k)] = (j, join.in_port(k))
+                    continue
+                last = head[0] + len(adapters[k]) - 1
+                links.append(Link(last, units[last].out_port(0), j, join.in_port(k)))
+                targets[(node.name, k)] = head
             planned, out = node.plan_hardware(joined.to(spiking=k_spiking))
             if planned:
                 links.append(Link(j, join.out_port(0), len(units), planned[0].in_port(0)))
@@ -233,7 +226,7 @@ def plan_graph(qnet: QuantNetwork) -> Plan:
         links.append(Link(*sources[key], *target))
     # The input's link first, the readout's last, the others in the order of their targets:
     # a chain's links run input to output (the order of the stall points, `stall_links`).
-    links.sort(key=lambda link: (link.source is not None, link.target == READOUT, link.target, link.target_port))
+    links.sort(key=lambda lk: (lk.source is not None, lk.target == READOUT, lk.target, lk.target_port))
     engine = next(n for n, unit in enumerate(units) if unit.spiking == index[output])
     return Plan(units, links, in_shape, value_bits, engine)
 
