@@ -1,4 +1,4 @@
-"""``hwgen_top``: the units of a network in a chain, the readout and the cycle counter.
+"""``hwgen_top``: the units of a network and their links, the readout and the cycle counter.
 
 The ports are the contract of docs/hardware.md ("Ports of hwgen_top"); the cocotb testbench
 and the board top rely on their names, widths and order of payload bits.
@@ -8,7 +8,9 @@ a layer engine per spiking layer (``DenseLIFEngine``, ``ConvLIFEngine``), an add
 per pool (``SumPoolRemap``, ``MaxPoolDedup``) and per ``Flatten`` of a map (``FlattenRemap``).
 A stream over a 3-D shape ``(C, H, W)`` carries map tokens, any other stream flat ones
 (``tokens.py``); a ``Flatten`` of a flat stream and the layers after the last spiking layer
-produce no hardware.
+produce no hardware. A graph adds joins in front of nodes with several (or delayed) inputs
+and forks behind nodes with several consumers (:func:`plan_graph`; docs/hardware.md,
+"Graphs"); a chain's units are linked in a row.
 """
 
 from __future__ import annotations
@@ -279,7 +281,7 @@ class NetworkTop(wiring.Component):
     """The whole accelerator for ``qnet``, each layer ``parallel`` neurons (dense) or output
     channels (convolution) per cycle.
 
-    ``units`` is the chain (:func:`plan_units`); ``geometry`` holds each spiking layer's
+    ``units`` and their links are ``plan`` (:func:`plan_graph`; a chain's in a row); ``geometry`` holds each spiking layer's
     folding (its kind's ``EngineGeometry``: ``lanes`` P, ``groups`` G, fire pass, latencies;
     ``lanes`` and ``groups`` repeat the first two); the cycle cost is
     ``hwgen.accelerator.cycles``'; the components themselves are built by :meth:`elaborate`.

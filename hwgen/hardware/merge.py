@@ -96,7 +96,8 @@ class StreamMerge(wiring.Component):
         self.delayed = [bool(d) for d in delayed]
         self.in_value_bits = in_value_bits
         self.value_bits = max(in_value_bits)
-        members = {f"spikes_in_{k}": In(token_signature(s, v)) for k, (s, v) in enumerate(zip(in_shapes, in_value_bits))}
+        members = {f"spikes_in_{k}": In(token_signature(shape, bits))
+                   for k, (shape, bits) in enumerate(zip(in_shapes, in_value_bits))}
         members["spikes_out"] = Out(token_signature(out_shape, self.value_bits))
         super().__init__(members)
 
