@@ -281,8 +281,8 @@ class NetworkTop(wiring.Component):
     """The whole accelerator for ``qnet``, each layer ``parallel`` neurons (dense) or output
     channels (convolution) per cycle.
 
-    ``units`` and their links are ``plan`` (:func:`plan_graph`; a chain's in a row); ``geometry`` holds each spiking layer's
-    folding (its kind's ``EngineGeometry``: ``lanes`` P, ``groups`` G, fire pass, latencies;
+    ``units`` and their links are ``plan`` (:func:`plan_graph`; a chain's in a row);
+    ``geometry`` holds each spiking layer's folding (its kind's ``EngineGeometry``: ``lanes`` P, ``groups`` G, fire pass, latencies;
     ``lanes`` and ``groups`` repeat the first two); the cycle cost is
     ``hwgen.accelerator.cycles``'; the components themselves are built by :meth:`elaborate`.
 
