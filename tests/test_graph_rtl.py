@@ -397,16 +397,19 @@ def test_a_recurrent_spike_costs_what_an_input_event_costs(name):
         assert timing.engine_busy[0] == (events + net.timesteps) * g.groups
 
 
-def test_graph_cost_model_is_cycle_exact(monkeypatch):
+@pytest.mark.parametrize("wide", [False, True])
+def test_graph_cost_model_is_cycle_exact(monkeypatch, wide):
     """The modelled ``cycles`` of every graph network equal the Amaranth-simulated RTL's, on
     an idle accelerator fed in C-order (tests/test_cost_model.py's conditions); the RTL's
-    spikes are checked against the golden model on the way."""
+    spikes are checked against the golden model on the way. ``wide``: every layer at full
+    width (``G = 1``), so that the joins and forks, not the walkers, set the pace."""
     import hwsim
     from test_cost_model import c_order_tokens
 
     monkeypatch.setattr(hwsim, "input_tokens", c_order_tokens)
     for name, (make, parallel) in sorted(GRAPHS.items()):
         net = make()
+        parallel = 16 if wide else parallel
         x = graph_inputs(net, 3, seed=5)
         rtl = hwsim.check_against_golden(net, parallel, x, settle=2000)["cycles"]
         assert expected_cycles(net, parallel, golden.run(net, x), x) == rtl, name
