@@ -716,7 +716,8 @@ def _join(stage: JoinStage, inps: list[_Link], out: _Link, timesteps: int) -> _P
     To grant, the arbiter needs to know which inputs are offered by the edge it grants at.
     An input whose next offer cannot be computed before the join itself acts (its producer
     waits, through the graph, on this join: the scheduler resumes the join with ``_NEEDED``)
-    is offered after that act, by causality, so the join decides without it."""
+    is offered after that act, by causality, so the join decides without it. A tick it waits
+    for is asked again until it comes (its producer progresses in between)."""
     n = len(inps)
     pos = [0] * n  # next token on each input
 
@@ -746,7 +747,7 @@ def _join(stage: JoinStage, inps: list[_Link], out: _Link, timesteps: int) -> _P
         while True:
             for k in range(n):  # a tick is taken in the cycle it is offered
                 if ticked[k] is None and left[k] == 0:
-                    edge = yield from probe(k, strict=not any(left))
+                    edge = yield from probe(k)
                     if edge is not None:
                         take(k, edge)
                         ticked[k] = edge
