@@ -180,7 +180,7 @@ class StreamMerge(wiring.Component):
                 with m.If(valid & payload.tick & payload.last):
                     m.d.sync += [draining[k].eq(0), ticked[k].eq(1)]
             # The payload is only looked at while valid: an empty buffer's output register
-            # holds no token (X in a four-state simulator).
+            # holds a stale token.
             with m.Elif(~ticked[k] & valid):
                 with m.If(payload.tick):
                     m.d.comb += ready.eq(1)
