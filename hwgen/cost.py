@@ -72,6 +72,13 @@ Assumptions
   the reset passes after reset (``cycles`` excludes them anyway), and the start queue of
   ``NetworkTop`` (it only bounds inferences in flight).
 
+Graphs (docs/hardware.md, "Graphs") add two structures, followed the same way on the links
+of the network top: a fork (:class:`ForkStage`; a token leaves at its last consumer's take)
+and a join (:class:`JoinStage`; round-robin grants into an output register, a delayed
+input's buffer, its step-0 credit and final-step drop), run by :func:`graph_timing`. Cycle-exact
+on the simulated graphs of tests/test_graph_rtl.py, and equal to :func:`inference_timing` on
+chains.
+
 The API knows nothing of layers: :class:`EngineGeometry` (every number of an engine that the
 model needs; each layer kind's ``geometry``), :class:`EngineStage` and :class:`RemapStage` (one
 unit of the chain and the work of one inference through it; each kind's ``cost_stages``),
@@ -86,8 +93,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["EngineGeometry", "EngineStage", "RemapStage", "Stage", "Timing", "inference_cycles",
-           "inference_timing"]
+__all__ = ["EngineGeometry", "EngineStage", "ForkStage", "GraphNode", "JoinStage", "RemapStage", "Stage",
+           "Timing", "graph_timing", "inference_cycles", "inference_timing"]
 
 #: An edge before anything happened: ``max`` with it is a no-op.
 _NEVER = -(1 << 60)
@@ -239,6 +246,44 @@ class RemapStage:
 
 
 Stage = EngineStage | RemapStage
+
+
+@dataclass
+class ForkStage:
+    """A fork (``hardware.fork``): each token goes to every consumer, offered to all from the
+    edge it is offered to the fork; it leaves the producer at the edge the last consumer
+    takes it."""
+
+    consumers: int
+
+
+@dataclass
+class JoinStage:
+    """A join (``hardware.merge``) and what its inputs carry in one inference:
+    ``tokens[k][t]`` is input ``k``'s number of events (ticks excluded) in its source's
+    timestep ``t``; ``delayed[k]`` marks a recurrent input (its step ``t`` lands in the join's
+    step ``t + 1``, its last is dropped; it passes a buffer of one timestep first).
+
+    Inputs offered at once are granted round-robin (the RTL's arbiter, from reset: input 1
+    first), one per cycle into the output register; a tick is taken when offered; the join's
+    tick loads the cycle after the last input's tick was taken."""
+
+    delayed: Sequence[bool]
+    tokens: Sequence[Sequence[int]]
+
+    def tokens_out(self, t: int) -> int:
+        return sum(int(n[t - 1] if d else n[t]) if (t or not d) else 0
+                   for n, d in zip(self.tokens, self.delayed))
+
+
+@dataclass
+class GraphNode:
+    """A stage of a graph (:func:`graph_timing`) and its links: ``inputs`` and ``outputs``
+    are link numbers (a join's inputs, a fork's outputs in port order)."""
+
+    stage: Stage | ForkStage | JoinStage
+    inputs: list[int]
+    outputs: list[int]
 
 
 # ============================================================================ the model
@@ -608,3 +653,244 @@ def inference_cycles(stages: Sequence[Stage], readout_latency: int = 1) -> int:
     through the end of the count (``done`` is high the cycle after: 1).
     """
     return inference_timing(stages, readout_latency).cycles
+
+
+# ============================================================================ graphs
+
+
+def _fork(inp: _Link, outs: list[_Link], tokens: int) -> _Proc:
+    """Every token to every output, from the edge it is offered; it leaves at the latest
+    consumer's take (the RTL's per-output taken bits)."""
+    for i in range(tokens):
+        while len(inp.offer) <= i:
+            yield inp.producer
+        for out in outs:
+            out.offer.append(inp.offer[i])
+        for out in outs:
+            while len(out.xfer) <= i:
+                yield out.consumer
+        inp.xfer.append(max(out.xfer[i] for out in outs))
+
+
+class _Buffer:
+    """A delayed input's buffer (``SyncFIFOBuffered`` of one timestep): it always has room,
+    so a token is written at the edge it is offered; it reaches the output register a cycle
+    later, or when the previous one was taken, and is offered from the edge after. Two
+    generators, so that writing never waits on the reading side."""
+
+    def __init__(self, inp: _Link, out: _Link, tokens: int):
+        self.inp, self.out, self.tokens = inp, out, tokens
+        self.writer = self._writer()
+        self.reader = self._reader()
+        inp.consumer = self.writer
+        out.producer = self.reader
+
+    def _writer(self) -> _Proc:
+        inp = self.inp
+        for i in range(self.tokens):
+            while len(inp.offer) <= i:
+                yield inp.producer
+            inp.xfer.append(inp.offer[i])
+
+    def _reader(self) -> _Proc:
+        inp, out = self.inp, self.out
+        for i in range(self.tokens):
+            while len(inp.xfer) <= i:
+                yield self.writer
+            taken = _NEVER
+            if i:
+                while len(out.xfer) < i:
+                    yield out.consumer
+                taken = out.xfer[i - 1]
+            out.offer.append(max(inp.xfer[i] + 1, taken) + 1)
+
+
+#: What the scheduler sends a generator it resumes because another one waits on it.
+_NEEDED = object()
+
+
+def _join(stage: JoinStage, inps: list[_Link], out: _Link, timesteps: int) -> _Proc:
+    """The join's arbiter and output register (``hardware.merge``); a delayed input's link
+    here is its buffer's output.
+
+    To grant, the arbiter needs to know which inputs are offered by the edge it grants at.
+    An input whose next offer cannot be computed before the join itself acts (its producer
+    waits, through the graph, on this join: the scheduler resumes the join with ``_NEEDED``)
+    is offered after that act, by causality, so the join decides without it. A tick it waits
+    for is asked again until it comes (its producer progresses in between)."""
+    n = len(inps)
+    pos = [0] * n  # next token on each input
+
+    def probe(k: int, strict: bool = False) -> Generator[_Proc, object, int | None]:
+        inp = inps[k]
+        while len(inp.offer) <= pos[k]:
+            got = yield inp.producer
+            if got is _NEEDED and len(inp.offer) <= pos[k]:
+                if strict:
+                    raise RuntimeError("cost model stuck: a join waits on itself")
+                return None
+        return inp.offer[pos[k]]
+
+    def take(k: int, edge: int) -> None:
+        inps[k].xfer.append(edge)
+        pos[k] += 1
+
+    release = _NEVER  # the output register can load from this edge
+    prev = 0  # the input granted last (0 after reset: input 1 has priority first)
+    loaded = _NEVER  # edge the last tick was loaded
+    j = 0
+    for t in range(timesteps):
+        left = [0 if (d and t == 0) else int(stage.tokens[k][t - 1] if d else stage.tokens[k][t])
+                for k, d in enumerate(stage.delayed)]
+        # edge each input's tick was taken (a delayed input's credit at step 0)
+        ticked: list[int | None] = [_NEVER if (d and t == 0) else None for d in stage.delayed]
+        while True:
+            for k in range(n):  # a tick is taken in the cycle it is offered
+                if ticked[k] is None and left[k] == 0:
+                    edge = yield from probe(k)
+                    if edge is not None:
+                        take(k, edge)
+                        ticked[k] = edge
+            if not any(left):
+                if all(x is not None for x in ticked):
+                    break
+                continue
+            offers = {}
+            for k in range(n):
+                if left[k]:
+                    edge = yield from probe(k)
+                    if edge is not None:
+                        offers[k] = edge
+            if not offers:  # every pending input waits on this join: nothing can move
+                k = next(k for k in range(n) if left[k])
+                yield from probe(k, strict=True)
+                continue
+            x = max(release, min(offers.values()))
+            k = next(k for k in [(prev + 1 + i) % n for i in range(n)] if k in offers and offers[k] <= x)
+            take(k, x)
+            left[k] -= 1
+            prev = k
+            release, j = yield from _send(out, 1, x + 1, j, release)
+        loaded = max(release, max(ticked) + 1)
+        release, j = yield from _send(out, 1, loaded + 1, j, release)
+    # the delayed inputs' final step is taken and dropped, from the cycle after the last tick
+    for k in range(n):
+        if stage.delayed[k]:
+            for _ in range(int(stage.tokens[k][timesteps - 1]) + 1):
+                edge = yield from probe(k, strict=True)
+                take(k, max(edge, loaded + 1))
+
+
+def graph_timing(nodes: Sequence[GraphNode], links: int, input_link: int, readout_link: int,
+                 flows: Sequence[Sequence[int]], readout_latency: int = 1) -> Timing:
+    """:func:`inference_timing` of a graph of stages: ``links`` streams, ``flows[l][t]`` the
+    tokens (ticks excluded) link ``l`` carries in timestep ``t``; the network input drives
+    ``input_link`` back to back and the readout takes ``readout_link``; a link no stage reads
+    is always taken (a spiking layer whose output feeds nothing). ``cycles`` runs from the
+    first input token to the readout's ``last`` tick, as on a chain."""
+    timesteps = len(flows[input_link])
+    ls = [_Link() for _ in range(links)]
+    total = [int(sum(f)) + timesteps for f in flows]
+    procs: list[_Proc] = []
+    source = _source(ls[input_link], total[input_link])
+    ls[input_link].producer = source
+    procs.append(source)
+    engines: list[_Engine] = []
+    for node in nodes:
+        stage = node.stage
+        if isinstance(stage, ForkStage):
+            inp = ls[node.inputs[0]]
+            proc = _fork(inp, [ls[o] for o in node.outputs], total[node.inputs[0]])
+            inp.consumer = proc
+            for o in node.outputs:
+                ls[o].producer = proc
+        elif isinstance(stage, JoinStage):
+            out = ls[node.outputs[0]]
+            inps = []
+            for i, delayed in zip(node.inputs, stage.delayed):
+                if delayed:
+                    head = _Link()
+                    buffer = _Buffer(ls[i], head, total[i])
+                    procs += [buffer.writer, buffer.reader]
+                    inps.append(head)
+                else:
+                    inps.append(ls[i])
+            proc = _join(stage, inps, out, timesteps)
+            for head in inps:
+                head.consumer = proc
+            out.producer = proc
+        elif isinstance(stage, EngineStage):
+            unit = _Engine(stage, ls[node.inputs[0]], ls[node.outputs[0]])
+            procs += unit.processes()
+            engines.append(unit)
+            continue
+        else:
+            inp, out = ls[node.inputs[0]], ls[node.outputs[0]]
+            if stage.latency == 0:
+                proc = _wires(inp, out, total[node.inputs[0]])
+            else:
+                fanout = ([list(map(int, f)) for f in stage.fanout] if stage.fanout is not None
+                          else [[1] * c for c in flows[node.inputs[0]]])
+                proc = _register(inp, out, fanout, stage.tick_wait)
+                if stage.latency > 1:
+                    raise ValueError("a graph's remap stages have a latency of 0 or 1")
+            inp.consumer = out.producer = proc
+        procs.append(proc)
+    roots = []
+    for n, link in enumerate(ls):
+        if link.consumer is None:
+            sink = _sink(link, total[n])
+            link.consumer = sink
+            procs.append(sink)
+            roots.append(sink)
+    readout = ls[readout_link].consumer
+    roots.sort(key=lambda p: p is not readout)
+    _run_all(procs, roots)
+    first = ls[input_link].xfer[0]
+    timing = Timing(cycles=ls[readout_link].xfer[-1] - first + readout_latency)
+    for unit in engines:
+        timing.engine_ticks.append([e - first for e in unit.tick_edges])
+        timing.engine_busy.append(unit.busy)
+    return timing
+
+
+def _wires(inp: _Link, out: _Link, tokens: int) -> _Proc:
+    """A stage of latency 0: the consumer's take is the producer's."""
+    for i in range(tokens):
+        while len(inp.offer) <= i:
+            yield inp.producer
+        out.offer.append(inp.offer[i])
+        while len(out.xfer) <= i:
+            yield out.consumer
+        inp.xfer.append(out.xfer[i])
+
+
+def _run_all(procs: list[_Proc], roots: list[_Proc]) -> None:
+    """:func:`_run` from each root in turn (the readout first, then the links no stage
+    reads), then every generator still unfinished. A generator resumed because one it
+    waited on (directly or not) now waits on it is sent ``_NEEDED`` (:func:`_join`)."""
+    finished: set = set()
+    for root in roots + procs:
+        if root in finished:
+            continue
+        stack, waiting = [root], {root}
+        needed = None
+        while stack:
+            proc = stack[-1]
+            try:
+                target = proc.send(_NEEDED) if needed is proc else next(proc)
+            except StopIteration:
+                finished.add(stack.pop())
+                waiting.discard(proc)
+                needed = None
+                continue
+            needed = None
+            if target in finished or target is None:
+                raise RuntimeError("cost model stuck: the stages' token counts do not match")
+            if target in waiting:
+                while stack[-1] is not target:
+                    waiting.discard(stack.pop())
+                needed = target
+            else:
+                stack.append(target)
+                waiting.add(target)

@@ -11,7 +11,9 @@ import pytest
 from amaranth.hdl import Fragment
 
 from hwgen import golden
+from hwgen.accelerator.cycles import chain_stages, expected_cycles, graph_model
 from hwgen.accelerator.top import NetworkTop, network_memories, plan_units
+from hwgen.cost import graph_timing, inference_timing
 from hwgen.hardware.fork import StreamFork
 from hwgen.hardware.merge import StreamMerge
 from hwgen.hardware.tokens import pack_token, unpack_token
@@ -248,13 +250,37 @@ def recurrent_conv() -> QuantNetwork:
     return net
 
 
+def recurrent_direct() -> QuantNetwork:
+    """3-bit direct input (10 values) -> fc0 (6, recurrent to itself) -> fc1 (4): the join
+    gives the recurrent spikes the value 1 beside the input's values."""
+    net = random_quant_network([16, 6, 4], seed=18, timesteps=5)
+    net.input_shape = (10,)
+    net.input_bits = 3
+    fc0 = net.layers[0]
+    fc0.segments = (10, 6)
+    fc0.input_max = 7
+    fc0.acc_bits = accumulator_bits(fc0.weight, fc0.bias, fc0.state_bits, input_max=7)
+    fc0.threshold = fc0.threshold * 3
+    net.inputs = {"fc0": [Edge(INPUT), Edge("fc0", 1)]}
+    return net
+
+
 GRAPHS = {
     "recurrent_dense": (recurrent_dense, 3),
+    "recurrent_direct": (recurrent_direct, 2),
     "two_layer_cycle": (two_layer_cycle, 4),
     "fanout_concat": (fanout_concat, 2),
     "sew_residual": (sew_residual, 2),
     "recurrent_conv": (recurrent_conv, 1),
 }
+
+
+def graph_inputs(net: QuantNetwork, samples: int, seed: int) -> np.ndarray:
+    """Spikes at rate 0.35, or for direct input values 1 .. 2**bits - 1 at that rate."""
+    x = random_spikes((samples, net.timesteps, *net.input_shape), 0.35, seed=seed).astype(np.int64)
+    if net.input_bits > 1:
+        x *= np.random.default_rng(seed).integers(1, 1 << net.input_bits, size=x.shape)
+    return x
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))
@@ -264,7 +290,7 @@ def test_graph_networks_are_graphs(name):
     net = GRAPHS[name][0]()
     net.check_graph()
     assert not net.is_chain
-    x = random_spikes((4, net.timesteps, *net.input_shape), 0.35, seed=3)
+    x = graph_inputs(net, 4, seed=3)
     trace = golden.run(net, x)
     for k, spikes in enumerate(trace.spikes):
         assert 0 < int(spikes.sum()) < spikes.numel(), (name, k)
@@ -315,7 +341,7 @@ def test_graphs_on_verilator_with_stalls_on_every_link(tmp_path):
     cases = []
     for name, (make, parallel) in sorted(GRAPHS.items()):
         net = make()
-        x = random_spikes((3, net.timesteps, *net.input_shape), 0.35, seed=5)
+        x = graph_inputs(net, 3, seed=5)
         program = [Inference(s) for s in range(len(x))]
         program += [Inference(s, policy, 10 * s + 1, input_stall=True)
                     for s in range(len(x)) for policy in ("beat", "mixed")]
@@ -329,3 +355,82 @@ def test_graphs_on_verilator_with_stalls_on_every_link(tmp_path):
         assert len({tuple(r.digests) for r in items[:1]}) == 1
     assert result.mismatches == 0
     print(f"\ngraph RTL: {result.spikes_compared} decisions compared, {result.sim_cycles} cycles")
+
+
+# ----------------------------------------------------------------------------- cost model
+
+
+def test_graph_model_is_the_chain_model_on_chains():
+    """The graph form of the cost model (forks, joins, links) gives a chain's cycles exactly
+    as the chain form does, pools and a map at the readout included."""
+    nets = [(random_quant_network([20, 12, 5], seed=3, timesteps=4), 3),
+            (random_conv_network((2, 8, 8), [{"type": "conv", "out": 6, "kernel": 3, "padding": 1},
+                                             {"type": "max_pool", "kernel": 2},
+                                             {"type": "conv", "out": 4, "kernel": 3, "groups": 2}],
+                                 seed=5, timesteps=3), 2),
+            (random_conv_network((2, 8, 8), [{"type": "conv", "out": 6, "kernel": 3, "padding": 1},
+                                             {"type": "sum_pool", "kernel": 2}, {"type": "flatten"},
+                                             {"type": "dense", "out": 3}], seed=5, timesteps=3), 2)]
+    for net, parallel in nets:
+        x = random_spikes((3, net.timesteps, *net.input_shape), 0.3, seed=1)
+        trace = golden.run(net, x)
+        for b in range(3):
+            chain = inference_timing(chain_stages(net, parallel, trace, b, x)).cycles
+            assert graph_timing(*graph_model(net, parallel, trace, b, x)).cycles == chain
+
+
+@pytest.mark.parametrize("name", ["recurrent_dense", "two_layer_cycle"])
+def test_a_recurrent_spike_costs_what_an_input_event_costs(name):
+    """The engine reading a delayed edge spends ``G`` walker steps on each of its events,
+    recurrent or external (the golden model's ``layer_events`` count both), plus a fire pass
+    of ``G`` words per step."""
+    make, parallel = GRAPHS[name]
+    net = make()
+    x = graph_inputs(net, 3, seed=5)
+    trace = golden.run(net, x)
+    g = net.layers[0].geometry(parallel)
+    for b in range(3):
+        timing = graph_timing(*graph_model(net, parallel, trace, b, x))
+        events = int(trace.layer_events[0][b].sum())
+        external = int(np.count_nonzero(x[b]))
+        assert events > external  # recurrent events are part of it
+        assert timing.engine_busy[0] == (events + net.timesteps) * g.groups
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_graph_cost_model_is_cycle_exact(monkeypatch, wide):
+    """The modelled ``cycles`` of every graph network equal the Amaranth-simulated RTL's, on
+    an idle accelerator fed in C-order (tests/test_cost_model.py's conditions); the RTL's
+    spikes are checked against the golden model on the way. ``wide``: every layer at full
+    width (``G = 1``), so that the joins and forks, not the walkers, set the pace."""
+    import hwsim
+    from test_cost_model import c_order_tokens
+
+    monkeypatch.setattr(hwsim, "input_tokens", c_order_tokens)
+    for name, (make, parallel) in sorted(GRAPHS.items()):
+        net = make()
+        parallel = 16 if wide else parallel
+        x = graph_inputs(net, 3, seed=5)
+        rtl = hwsim.check_against_golden(net, parallel, x, settle=2000)["cycles"]
+        assert expected_cycles(net, parallel, golden.run(net, x), x) == rtl, name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["two_layer_cycle", "sew_residual"])
+def test_graphs_through_run_rtl_on_icarus(tmp_path, name):
+    """``hwgen sim``'s path (``run_rtl``, sim/tb_top.py) on Icarus, a four-state simulator:
+    a join whose token had constant bits in an ``always @*`` without inputs left them X
+    there (extra ticks, a hang) while Verilator and Amaranth's simulator saw 0."""
+    from amaranth.back import verilog
+
+    from hwgen.accelerator.top import build_top
+    from hwgen.simulate import run_rtl
+
+    make, parallel = GRAPHS[name]
+    net = make()
+    x = graph_inputs(net, 3, seed=9)
+    path = tmp_path / "hwgen_top.v"
+    path.write_text(verilog.convert(build_top(net, parallel), name="hwgen_top", emit_src=False))
+    result = run_rtl(path, net, x, golden.run(net, x), simulator="icarus", build_dir=tmp_path / "sim",
+                     stall=True)
+    assert result.mismatches == 0, result.first_mismatch

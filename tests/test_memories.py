@@ -131,8 +131,8 @@ def test_a_missing_neuron_memory_is_caught(monkeypatch):
                                    synapse=Synapse(Leak("shift", shift=2), 8, 0)), 4)
 
 
-@pytest.mark.parametrize("graph", ["recurrent_dense", "two_layer_cycle", "fanout_concat", "sew_residual",
-                                   "recurrent_conv"])
+@pytest.mark.parametrize("graph", ["recurrent_dense", "recurrent_direct", "two_layer_cycle", "fanout_concat",
+                                   "sew_residual", "recurrent_conv"])
 def test_graphs(graph):
     """Joins with their delay buffers, forks, and the flatten on a join's input."""
     from test_graph_rtl import GRAPHS

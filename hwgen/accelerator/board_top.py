@@ -89,13 +89,12 @@ def board_info(qnet: QuantNetwork, parallel: int, clk_freq_hz: float, baud: int 
     weight_memories=...)``, without building any hardware. Raises ``ValueError`` for what the
     board top refuses."""
 
-    units, shape, value_bits = plan_units(qnet)
-    engines = [u for u in units if u.spiking is not None]
+    _, shape, value_bits = plan_units(qnet)
     depth = int(buffer_depth or default_buffer_depth(qnet))
     if depth < qnet.timesteps:
         raise ValueError(f"buffer_depth {depth} cannot even hold the {qnet.timesteps} ticks "
                          f"of a sample")
-    output_size = shape_size(engines[-1].out_shape)
+    output_size = qnet.output_size  # the readout's layer (in a graph, not always the last)
     if output_size >= 1 << 32 or qnet.timesteps >= 1 << 16 or parallel >= 1 << 16:
         raise ValueError("the INFO reply cannot describe this network (sizes too large)")
     uart_divisor(clk_freq_hz, baud)  # refuse a baud rate the clock cannot make

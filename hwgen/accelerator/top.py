@@ -1,4 +1,4 @@
-"""``hwgen_top``: the units of a network in a chain, the readout and the cycle counter.
+"""``hwgen_top``: the units of a network and their links, the readout and the cycle counter.
 
 The ports are the contract of docs/hardware.md ("Ports of hwgen_top"); the cocotb testbench
 and the board top rely on their names, widths and order of payload bits.
@@ -8,7 +8,9 @@ a layer engine per spiking layer (``DenseLIFEngine``, ``ConvLIFEngine``), an add
 per pool (``SumPoolRemap``, ``MaxPoolDedup``) and per ``Flatten`` of a map (``FlattenRemap``).
 A stream over a 3-D shape ``(C, H, W)`` carries map tokens, any other stream flat ones
 (``tokens.py``); a ``Flatten`` of a flat stream and the layers after the last spiking layer
-produce no hardware.
+produce no hardware. A graph adds joins in front of nodes with several (or delayed) inputs
+and forks behind nodes with several consumers (:func:`plan_graph`; docs/hardware.md,
+"Graphs"); a chain's units are linked in a row.
 """
 
 from __future__ import annotations
@@ -157,19 +159,14 @@ def plan_graph(qnet: QuantNetwork) -> Plan:
         units.append(unit)
         return len(units) - 1
 
-    def chain(planned: list[Unit], tail: tuple[int, str] | None = None) -> tuple[int, str] | None:
-        """Adds ``planned`` linked in a row; returns the first's input (or ``tail`` if none)
-        and links the last's output to ``tail``."""
-        first = None
-        for unit in planned:
-            n = add(unit)
-            if first is None:
-                first = (n, unit.in_port(0))
-            else:
+    def chain(planned: list[Unit]) -> tuple[int, str]:
+        """Adds ``planned`` (not empty), linked in a row; returns the first one's input."""
+        first = len(units)
+        for n, unit in enumerate(planned, start=first):
+            units.append(unit)
+            if n > first:
                 links.append(Link(n - 1, units[n - 1].out_port(0), n, unit.in_port(0)))
-        if planned and tail is not None:
-            links.append(Link(len(units) - 1, units[-1].out_port(0), *tail))
-        return first if first is not None else tail
+        return first, planned[0].in_port(0)
 
     links: list[Link] = []
 
@@ -200,8 +197,7 @@ def plan_graph(qnet: QuantNetwork) -> Plan:
                 emit(node.name, sources[(node.name, 0)], out)
                 streams[node.name] = out
                 continue
-            targets[(node.name, 0)] = (len(units), planned[0].in_port(0))
-            chain(planned)
+            targets[(node.name, 0)] = chain(planned)
         else:
             ins = []
             for e in edges:
@@ -211,16 +207,15 @@ def plan_graph(qnet: QuantNetwork) -> Plan:
                 else:
                     ins.append(streams[e.source])
             adapters, join, joined = node.plan_join(ins, [bool(e.delay) for e in edges])
-            heads = [chain(adapter) for adapter in adapters]  # filled in below: the join's index
+            heads = [chain(adapter) if adapter else None for adapter in adapters]
             j = add(join)
-            for k, adapter in enumerate(adapters):
-                if adapter:
-                    first = heads[k]
-                    last = first[0] + len(adapter) - 1
-                    links.append(Link(last, units[last].out_port(0), j, join.in_port(k)))
-                    targets[(node.name, k)] = first
-                else:
+            for k, head in enumerate(heads):
+                if head is None:
                     targets[(node.name, k)] = (j, join.in_port(k))
+                    continue
+                last = head[0] + len(adapters[k]) - 1
+                links.append(Link(last, units[last].out_port(0), j, join.in_port(k)))
+                targets[(node.name, k)] = head
             planned, out = node.plan_hardware(joined.to(spiking=k_spiking))
             if planned:
                 links.append(Link(j, join.out_port(0), len(units), planned[0].in_port(0)))
@@ -233,7 +228,7 @@ def plan_graph(qnet: QuantNetwork) -> Plan:
         links.append(Link(*sources[key], *target))
     # The input's link first, the readout's last, the others in the order of their targets:
     # a chain's links run input to output (the order of the stall points, `stall_links`).
-    links.sort(key=lambda link: (link.source is not None, link.target == READOUT, link.target, link.target_port))
+    links.sort(key=lambda lk: (lk.source is not None, lk.target == READOUT, lk.target, lk.target_port))
     engine = next(n for n, unit in enumerate(units) if unit.spiking == index[output])
     return Plan(units, links, in_shape, value_bits, engine)
 
@@ -286,8 +281,8 @@ class NetworkTop(wiring.Component):
     """The whole accelerator for ``qnet``, each layer ``parallel`` neurons (dense) or output
     channels (convolution) per cycle.
 
-    ``units`` is the chain (:func:`plan_units`); ``geometry`` holds each spiking layer's
-    folding (its kind's ``EngineGeometry``: ``lanes`` P, ``groups`` G, fire pass, latencies;
+    ``units`` and their links are ``plan`` (:func:`plan_graph`; a chain's in a row);
+    ``geometry`` holds each spiking layer's folding (its kind's ``EngineGeometry``: ``lanes`` P, ``groups`` G, fire pass, latencies;
     ``lanes`` and ``groups`` repeat the first two); the cycle cost is
     ``hwgen.accelerator.cycles``'; the components themselves are built by :meth:`elaborate`.
 

@@ -96,7 +96,8 @@ class StreamMerge(wiring.Component):
         self.delayed = [bool(d) for d in delayed]
         self.in_value_bits = in_value_bits
         self.value_bits = max(in_value_bits)
-        members = {f"spikes_in_{k}": In(token_signature(s, v)) for k, (s, v) in enumerate(zip(in_shapes, in_value_bits))}
+        members = {f"spikes_in_{k}": In(token_signature(shape, bits))
+                   for k, (shape, bits) in enumerate(zip(in_shapes, in_value_bits))}
         members["spikes_out"] = Out(token_signature(out_shape, self.value_bits))
         super().__init__(members)
 
@@ -134,17 +135,20 @@ class StreamMerge(wiring.Component):
             heads.append((fifo.r_rdy, data.View(layout, fifo.r_data), ready))
         return heads
 
-    def _moved(self, m: Module, k: int, payload: data.View) -> data.View:
-        """Input ``k``'s data token as an output token: its address at the input's offset."""
-        out = Signal(token_layout(self.out_shape, self.value_bits), name=f"moved{k}")
+    def _load(self, o_payload: data.View, k: int, payload: data.View) -> list:
+        """The statements that load input ``k``'s data token into the output register, its
+        address at the input's offset. (Every bit is assigned in the clocked process: a
+        combinational signal with constant bits becomes an ``always @*`` without inputs,
+        which a four-state simulator never runs.)"""
+        loads = [o_payload.tick.eq(0), o_payload.last.eq(0)]
         if is_map(self.out_shape):
-            m.d.comb += [out.addr.x.eq(payload.addr.x), out.addr.y.eq(payload.addr.y),
-                         out.addr.c.eq(payload.addr.c + self.offsets[k])]
+            loads += [o_payload.addr.x.eq(payload.addr.x), o_payload.addr.y.eq(payload.addr.y),
+                      o_payload.addr.c.eq(payload.addr.c + self.offsets[k])]
         else:
-            m.d.comb += out.addr.eq(payload.addr + self.offsets[k])
+            loads.append(o_payload.addr.eq(payload.addr + self.offsets[k]))
         if self.value_bits:
-            m.d.comb += out.value.eq(payload.value if self.in_value_bits[k] else 1)
-        return out
+            loads.append(o_payload.value.eq(payload.value if self.in_value_bits[k] else 1))
+        return loads
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -175,16 +179,17 @@ class StreamMerge(wiring.Component):
                 m.d.comb += ready.eq(1)
                 with m.If(valid & payload.tick & payload.last):
                     m.d.sync += [draining[k].eq(0), ticked[k].eq(1)]
-            with m.Elif(~ticked[k]):
+            # The payload is only looked at while valid: an empty buffer's output register
+            # holds a stale token.
+            with m.Elif(~ticked[k] & valid):
                 with m.If(payload.tick):
                     m.d.comb += ready.eq(1)
-                    with m.If(valid):
-                        m.d.sync += ticked[k].eq(1)
-                        if not self.delayed[k]:
-                            with m.If(payload.last):
-                                m.d.sync += last_seen.eq(1)
+                    m.d.sync += ticked[k].eq(1)
+                    if not self.delayed[k]:
+                        with m.If(payload.last):
+                            m.d.sync += last_seen.eq(1)
                 with m.Else():
-                    m.d.comb += [eligible[k].eq(valid), ready.eq(load & grant[k])]
+                    m.d.comb += [eligible[k].eq(1), ready.eq(load & grant[k])]
 
         # Round-robin: the first eligible input after the one granted last.
         with m.Switch(prev):
@@ -201,14 +206,13 @@ class StreamMerge(wiring.Component):
             m.d.sync += o_valid.eq(0)
             for k, (_, payload, _) in enumerate(heads):
                 with m.If(grant[k]):
-                    m.d.sync += [o_valid.eq(1), o_payload.eq(self._moved(m, k, payload)), prev.eq(k)]
+                    m.d.sync += [o_valid.eq(1), prev.eq(k), *self._load(o_payload, k, payload)]
             # Every input has closed the step (none is eligible then): one tick closes it.
             with m.If(ticked == (1 << n) - 1):
-                tick = Signal(token_layout(self.out_shape, self.value_bits))
-                m.d.comb += [tick.tick.eq(1), tick.last.eq(last_seen)]
                 # The next step's ticks are all to come: a delayed input's is its source's
                 # tick of this step. After the final step, the delayed inputs drop theirs.
-                m.d.sync += [o_valid.eq(1), o_payload.eq(tick), ticked.eq(0), last_seen.eq(0)]
+                m.d.sync += [o_valid.eq(1), o_payload.eq(0), o_payload.tick.eq(1), o_payload.last.eq(last_seen),
+                             ticked.eq(0), last_seen.eq(0)]
                 with m.If(last_seen):
                     m.d.sync += draining.eq(delayed_mask)
         return m

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from amaranth.lib import wiring
 
-from ..cost import RemapStage, Stage
+from ..cost import ForkStage, JoinStage, Stage
 from ..hardware.fork import StreamFork
 from ..hardware.memories import MemorySpec
 from ..hardware.merge import StreamMerge, check_merge
@@ -59,8 +59,21 @@ class StreamJoin(Node):
     def unit_latency(self, unit: Unit) -> int:
         return 1
 
-    def cost_stages(self, unit: Unit, parallel: int, tokens, trace, sample: int) -> tuple[list[Stage], object]:
-        return [RemapStage(1)], tokens
+    def cost_stages(self, unit: Unit, parallel: int, tokens: list[list[np.ndarray]], trace, sample: int
+                    ) -> tuple[list[Stage], list[np.ndarray]]:
+        """``tokens[k][t]``: input ``k``'s addresses in its source's step ``t``. The join's
+        stage, and its output's addresses per step (inputs in order: the arbiter's real
+        interleaving is the cost model's to find; only a convolution after the join, whose
+        events differ in taps, sees the difference)."""
+        scale = int(np.prod(self.out_shape[1:])) if is_map(self.out_shape) else 1
+        steps = len(tokens[0])
+        out = []
+        for t in range(steps):
+            parts = [np.asarray(tk[t - 1] if d else tk[t], dtype=np.int64) + off * scale
+                     for tk, d, off in zip(tokens, self.delayed, self.offsets) if t or not d]
+            out.append(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+        counts = [[len(a) for a in tk] for tk in tokens]
+        return [JoinStage(self.delayed, counts)], out
 
 
 @dataclass
@@ -83,8 +96,10 @@ class StreamFanout(Node):
     def unit_latency(self, unit: Unit) -> int:
         return 0
 
-    def cost_stages(self, unit: Unit, parallel: int, tokens, trace, sample: int) -> tuple[list[Stage], object]:
-        return [RemapStage(0)], tokens
+    def cost_stages(self, unit: Unit, parallel: int, tokens: list[np.ndarray], trace, sample: int
+                    ) -> tuple[list[Stage], list[np.ndarray]]:
+        """Every consumer gets the same tokens."""
+        return [ForkStage(self.consumers)], tokens
 
 
 def plan_join(name: str, streams: Sequence[Stream], delayed: Sequence[bool], out_shape: StreamShape,
