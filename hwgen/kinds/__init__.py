@@ -7,7 +7,10 @@ module         nodes                  hardware
 ``conv``       Conv2d, QuantConv2d    ``hardware.conv.ConvLIFEngine``
 ``pool``       SumPool2d, MaxPool2d   ``hardware.pool.SumPoolRemap``, ``MaxPoolDedup``
 ``flatten``    Flatten                ``hardware.pool.FlattenRemap``
-``merge``      SpikeSum               a merge of spike streams (docs/semantics.md, "Graphs")
+``merge``      SpikeSum               ``hardware.merge.StreamMerge`` (offsets 0)
+               StreamJoin             ``hardware.merge.StreamMerge``: a node's several or
+                                      delayed inputs (hardware-only, planned by the top)
+               StreamFanout           ``hardware.fork.StreamFork``: a node's several consumers
 =============  =====================  ===========================================
 
 ``base`` says what a kind is asked; ``lif`` holds what the neuron kinds share. Importing
