@@ -17,6 +17,9 @@ from ..quantize import QuantOptions
 REPO = Path(__file__).resolve().parent.parent.parent
 CNN_NIR = REPO / "tests" / "fixtures" / "cnn_sinabs.nir"
 CNN_TIMESTEPS = 10
+BRAILLE_NIR = {reset: REPO / "tests" / "fixtures" / f"braille_noDelay_{name}.nir"
+               for reset, name in (("zero", "bias_zero"), ("subtract", "noBias_subtract"))}
+BRAILLE_TIMESTEPS = 256
 CALIBRATION_SAMPLES = 256
 
 
@@ -41,13 +44,18 @@ class BenchModel:
     load_inputs: Callable[[], Inputs] = field(compare=False, repr=False)
     samples_full: int = 8
     samples_quick: int = 3
+    weight_bits: int = 8
+    per_channel: bool = False
+    reset: str | None = None  # NIR only: the reset the graph's exporter used (``--reset``)
 
-    def options(self, parallel: int, weight_bits: int = 8, **extra) -> GenerateOptions:
+    def options(self, parallel: int, weight_bits: int | None = None, **extra) -> GenerateOptions:
         return GenerateOptions(weights=self.weights, input_shape=None if self.source.endswith(".nir")
-                               else self.input_shape, parallel=parallel,
-                               quant=QuantOptions(weight_bits=weight_bits, timesteps=self.timesteps), **extra)
+                               else self.input_shape, parallel=parallel, reset=self.reset,
+                               quant=QuantOptions(weight_bits=weight_bits or self.weight_bits,
+                                                  timesteps=self.timesteps, per_channel=self.per_channel), **extra)
 
-    def generate(self, out: Path, parallel: int, inputs: Inputs, weight_bits: int = 8, **extra) -> dict:
+    def generate(self, out: Path, parallel: int, inputs: Inputs, weight_bits: int | None = None,
+                 **extra) -> dict:
         """``hwgen generate`` of this model into ``out`` (held-out data shipped, as the demo does)."""
         with tempfile.TemporaryDirectory() as tmp:
             calibration = Path(tmp) / "calibration.npz"
@@ -68,8 +76,10 @@ def _digits_inputs(name: str) -> Callable[[], Inputs]:
         split = spec.load_split()
         where = ("sklearn 8x8 digits laid out as MNIST (bilinear to 20x20, 4-px border)" if spec.image_size == 28
                  else "sklearn 8x8 digits")
+        coded = (f"read row by row (a row per step, 16 thermometer inputs), T={spec.timesteps}"
+                 if spec.encoding == "rows" else f"rate-coded over T={spec.timesteps}")
         return Inputs(split.train_x[:CALIBRATION_SAMPLES], split.test_x, split.test_y,
-                      f"{where}, rate-coded over T={spec.timesteps}, 450 held-out samples")
+                      f"{where}, {coded}, 450 held-out samples")
     return load
 
 
@@ -81,6 +91,17 @@ def _cnn_inputs() -> Inputs:
         return np.stack([bin_events(e, (2, 34, 34), CNN_TIMESTEPS, duration=100_000) for e in events])
     return Inputs(binned(32, 1), binned(16, 11), None,
                   f"synthetic DVS events (moving edge + noise, hwgen.events.synthetic_dvs), T={CNN_TIMESTEPS}")
+
+
+def _braille_inputs() -> Inputs:
+    # The NIR files carry no data set (the Braille recordings are not redistributed here):
+    # synthetic taxel events, each of the 12 channels bursting at its own random times.
+    def events(samples: int, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        rate = rng.uniform(0.0, 0.25, size=(samples, 1, 12)) * (rng.random((samples, BRAILLE_TIMESTEPS, 12)) < 0.3)
+        return (rng.random((samples, BRAILLE_TIMESTEPS, 12)) < rate).astype(np.uint8)
+    return Inputs(events(32, 1), events(20, 21), None,
+                  f"synthetic 12-channel taxel events (random bursts), T={BRAILLE_TIMESTEPS}")
 
 
 def _spec(name: str) -> digits.DemoModel:
@@ -100,4 +121,18 @@ MODELS: dict[str, BenchModel] = {
                            str(_spec("mnist784").checkpoint), _spec("mnist784").input_shape,
                            _spec("mnist784").timesteps, (2, 8, 32, 128), (8,), _digits_inputs("mnist784"),
                            samples_full=4, samples_quick=2),
+    "digits_rnn": BenchModel("digits_rnn", "digits RNN 16-64(recurrent)-10, row by row", _spec("rnn").factory,
+                             str(_spec("rnn").checkpoint), _spec("rnn").input_shape, _spec("rnn").timesteps,
+                             (1, 4, 16), (4,), _digits_inputs("rnn"), weight_bits=_spec("rnn").weight_bits,
+                             per_channel=_spec("rnn").per_channel),
+    # 12-bit weights: at 8 the recurrent layer's threshold is 8 integer steps, too coarse for
+    # the bias_zero graph (docs/nir.md, "The NIR paper's Braille networks").
+    "braille_zero": BenchModel("braille_zero", "NIR paper Braille RNN, CuBa, reset to zero",
+                               str(BRAILLE_NIR["zero"]), None, (12,), BRAILLE_TIMESTEPS, (1, 8), (8,),
+                               _braille_inputs, samples_full=20, samples_quick=4, weight_bits=12,
+                               reset="zero"),
+    "braille_subtract": BenchModel("braille_subtract", "NIR paper Braille RNN, CuBa, subtract",
+                                   str(BRAILLE_NIR["subtract"]), None, (12,), BRAILLE_TIMESTEPS, (1, 8), (8,),
+                                   _braille_inputs, samples_full=20, samples_quick=4, weight_bits=12,
+                                   reset="subtract"),
 }

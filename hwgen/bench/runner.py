@@ -84,7 +84,8 @@ QUICK = Plan(
 )
 
 FULL = Plan(
-    mode="full", models=("digits_mlp", "digits_conv", "cnn_sinabs", "mnist784"), simulator="verilator",
+    mode="full", models=("digits_mlp", "digits_conv", "cnn_sinabs", "mnist784", "digits_rnn", "braille_zero",
+                         "braille_subtract"), simulator="verilator",
     single_simulator="icarus",
     single_dense=((64, 64, (1, 2, 4, 8, 16, 32, 64)), (64, 10, (1, 2, 4, 8)), (128, 32, (1, 4, 8, 32))),
     single_conv=((*CONV_CFGS["conv3x3"], (1, 2, 4, 8)), (*CONV_CFGS["conv5x5 s2"], (1, 4, 8)),
@@ -94,7 +95,8 @@ FULL = Plan(
     all_active_check=True, speed_both_simulators=True,
     builds=(("digits_mlp", 1, "icebreaker"), ("digits_mlp", 4, "icebreaker"), ("digits_mlp", 16, "icebreaker"),
             ("digits_mlp", 4, "orangecrab-25f"), ("digits_conv", 4, "ulx3s-85f"),
-            ("cnn_sinabs", 8, "orangecrab-25f"), ("mnist784", 8, "ulx3s-85f")),
+            ("cnn_sinabs", 8, "orangecrab-25f"), ("mnist784", 8, "ulx3s-85f"), ("braille_zero", 2, "icebreaker"),
+            ("braille_subtract", 1, "icebreaker")),
     sweep_models=("digits_mlp", "mnist784"), auto_build=True,
     plain_simulators={key: ("verilator", "icarus") for key in ("digits_mlp", "mnist784")},
 )
@@ -184,7 +186,8 @@ class Bench:
                 self.progress(f"{model.title}: {plan.simulator} P={parallel}, {len(x)} samples")
                 row = measure(design.qnet, parallel, out / "hwgen_top.v", x, plan.simulator,
                               self.sim_dir(key, parallel))
-                row.update(model=key, parallel=parallel, weight_bits=8, generate_seconds=round(gen_seconds, 2),
+                row.update(model=key, parallel=parallel, weight_bits=model.weight_bits,
+                           generate_seconds=round(gen_seconds, 2),
                            weight_memory_bits=report["hardware"]["weight_memory_bits"])
                 if inputs.labels is not None:
                     row["accuracy_rtl"] = float(np.mean(np.asarray(row["predictions"]) == inputs.labels[:samples]))
