@@ -431,8 +431,9 @@ class SynapticLIF(StateRails, Node):
         # one multiplier block takes 16 bits a side on iCE40 (SB_MAC16), 18 elsewhere, so a
         # wider operand takes two (measured: the Braille RNN's 19-bit membranes on iCE40).
         port = 16 if device_key.startswith("ice40") else 18
-        dsp = g.lanes * ((self.leak.kind == "mul") * -(-self.state_bits // port)
-                         + (syn is not None and syn.leak.kind == "mul") * -(-syn.bits // port))
+        dsp = g.lanes * (self.leak.kind == "mul") * -(-self.state_bits // port)
+        if syn is not None and syn.leak.kind == "mul":
+            dsp += g.lanes * -(-syn.bits // port)
         # ECP5 synthesis builds a constant multiply of an address by G (not a power of
         # two) in a multiplier block
         if g.groups > 1 and g.groups & (g.groups - 1) and device_key.startswith("ecp5"):
