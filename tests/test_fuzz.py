@@ -12,6 +12,19 @@ sample cut short by a reset at a random cycle and run again; every spike of ever
 and the ``cycles`` port are checked, and the stalled run's token sequences must equal the
 unstalled ones'.
 
+``test_random_graphs_match_golden`` does the same for random *graphs* (``graph_specs``,
+built by ``hwgen.testing.random_graph_network``): 1..4 neuron layers, dense on a flat input
+of 1..12 or convolutions (kernel 1 or 3, keeping the map size, 2x2..5x5 with 1..3 channels)
+then dense, each fed by the node before it and, drawn per layer, a recurrent edge to itself
+(delay 1) or a skip connection from an earlier node or the input (fan-out and concatenating
+fan-in); spike sums of two equally shaped layers (SEW residuals); a cycle through two layers
+(a later layer's spikes, delayed, into an earlier one); per layer the chain's neuron options
+plus snnTorch's zero_step reset, reset to a value, subtract before the leak and CuBa
+currents (delay 0 or 1, membrane bias); spike input, P 1..4, T 1..8; the same program per
+network, ``HWGEN_FUZZ_GRAPHS`` networks (100; ``--long`` 2,000). An inference is over
+when ``done`` has come and every tap has sent its ``last`` tick: in a graph a layer's final
+tick can leave it after ``done`` (sim/tb_fuzz.py; ``GRAPH_REGRESSIONS``).
+
 Compile cost: one Verilator build holds a batch of up to ``BATCH`` networks (a build costs
 ~11 s plus ~1.3 s per tiny network on two busy cores, with ccache; ``hwgen/stress.py``),
 so a hypothesis example is a batch. Each network slot carries a "keep" draw that shrinks to
@@ -23,8 +36,8 @@ The default run (CI) checks at least ``HWGEN_FUZZ_NETWORKS`` = 100 networks in a
 2,000 networks (or ``HWGEN_FUZZ_NETWORKS``) with fresh random draws. Run with ``-s`` to see the counts; they are also
 written as JSON to ``HWGEN_FUZZ_SUMMARY`` (default: the pytest temporary directory).
 
-Every failure the fuzzer has found is kept in ``REGRESSIONS`` below (with the commit that
-fixed it) and run as a plain test.
+Every failure the fuzzer has found is kept in ``REGRESSIONS`` (chains) or
+``GRAPH_REGRESSIONS`` (graphs) below, with what fixed it, and run as a plain test.
 """
 
 from __future__ import annotations

@@ -352,7 +352,10 @@ def test_graphs_on_verilator_with_stalls_on_every_link(tmp_path):
         for i, r in enumerate(items):
             assert not r.aborted
             assert r.mismatches == 0, f"{case.label}, program entry {i}: {r.records[:3]}"
-        assert len({tuple(r.digests) for r in items[:1]}) == 1
+        # Stalls and overlap change timing only: every tap sent the plain run's tokens.
+        plain = {r.sample: r.digests for r in items[:len(case.inputs)]}
+        for i, r in enumerate(items):
+            assert r.digests == plain[r.sample], f"{case.label}, program entry {i}: other tokens"
     assert result.mismatches == 0
     print(f"\ngraph RTL: {result.spikes_compared} decisions compared, {result.sim_cycles} cycles")
 
