@@ -70,7 +70,13 @@ class Inference:
     the next entry starts on the freshly reset design. ``overlap``: start sending this
     inference right after the previous entry's input, without waiting for its ``done``, so
     that both are in the chain at once (the stall policy of the first entry of such a run
-    applies to all of it; no ``reset_at`` inside it).
+    applies to all of it; no ``reset_at`` inside it). ``stall_links``: the stall policy
+    applies to these links only (names from ``NetworkTop.stall_links``), the others never
+    stall.
+
+    An inference ends when ``done`` has come and every tap has sent its ``last`` tick (in a
+    graph a layer's final tokens can come after ``done``, sim/tb_fuzz.py); the stalls are
+    released after ``done``.
     """
 
     sample: int
@@ -79,13 +85,14 @@ class Inference:
     input_stall: bool = False
     reset_at: int | None = None
     overlap: bool = False
+    stall_links: list[str] | None = None
 
     def to_json(self) -> dict:
         if self.stall not in STALL_POLICIES:
             raise ValueError(f"unknown stall policy {self.stall!r}: one of {STALL_POLICIES}")
         return {"sample": self.sample, "stall": self.stall, "seed": self.seed,
                 "input_stall": self.input_stall, "reset_at": self.reset_at,
-                "overlap": self.overlap}
+                "overlap": self.overlap, "stall_links": self.stall_links}
 
 
 @dataclass

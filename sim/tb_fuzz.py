@@ -8,7 +8,8 @@ one bit per stream of its chain (hwgen/hardware/stall.py). The environment names
 ``HWGEN_FUZZ_MANIFEST``
     JSON: per network its prefix, its vectors ``.npz`` (the format of ``sim/tb_top.py``),
     a label, the names of its stall links and its *program*, a list of inferences
-    ``{sample, stall, seed, input_stall, reset_at}`` (``hwgen.stress.Inference``).
+    ``{sample, stall, seed, input_stall, reset_at, overlap, stall_links}``
+    (``hwgen.stress.Inference``).
 ``HWGEN_FUZZ_RESULTS``
     where to write the results JSON: per network, per inference, the mismatches, readout,
     ``cycles`` port, the testbench's cycle count, the cycles in which a token was held
@@ -21,6 +22,14 @@ as the previous one's input is in, so several inferences are in flight in the ch
 timing discipline: drivers (input stream, stall vector, ``rst``) are written just after a
 rising edge, everything is read in the ReadOnly phase.
 
+An inference is over when ``done`` has come *and* every tap has sent its final (``last``)
+tick: in a graph a layer's tokens can still be on their way after ``done`` (a fork passes a
+token on, and its source's handshake completes, only when every consumer has taken it; a
+delayed edge held at a stall point keeps the final tick of a layer whose other consumer
+already finished the inference, and a layer that feeds nothing runs at its own pace). After
+the (last) ``done`` the stalls are released, so that these tails drain at once; the watchdog
+still applies.
+
 Stall policies, per stream (stall point), chosen per inference by the manifest:
 
 * ``beat``: the stall is raised whenever the stream is idle, so *every* beat, the first of
@@ -29,6 +38,8 @@ Stall policies, per stream (stall point), chosen per inference by the manifest:
 * ``burst``: on/off bursts regardless of traffic, on for 1 to 8 cycles or (5 %) 100 to 600;
 * ``mixed``: one of the two per stream; ``none``: never;
 * ``hold``: every stream held for good: a hang, for the watchdog's own test.
+
+``stall_links`` (optional) limits the policy to the links it names; the others never stall.
 
 The watchdog allows ``20 * work_estimate + 10000`` cycles per inference (``tb_top``'s
 budget) plus every cycle in which a token was actually being held back (capped at 4 times
@@ -65,14 +76,20 @@ HOLD_ALLOWANCE = 4
 class StallPolicy:
     """The stall vector of one network's stall points, cycle by cycle (module docstring)."""
 
-    def __init__(self, kind: str, links: int, rng: random.Random):
+    def __init__(self, kind: str, links: list[str], rng: random.Random,
+                 only: list[str] | None = None):
         self.rng = rng
-        self.links = links
+        self.links = len(links)
         if kind == "mixed":
-            self.kinds = [rng.choice(("beat", "burst")) for _ in range(links)]
+            self.kinds = [rng.choice(("beat", "burst")) for _ in links]
         else:
-            self.kinds = [kind] * links
-        self.left = [0] * links  # beat: cycles still to hold the offered beat; burst: phase left
+            self.kinds = [kind] * len(links)
+        if only is not None:
+            unknown = set(only) - set(links)
+            if unknown:
+                raise AssertionError(f"stall_links names no link of the network: {sorted(unknown)}")
+            self.kinds = [k if name in only else "none" for k, name in zip(self.kinds, links)]
+        self.left = [0] * self.links  # beat: cycles still to hold the offered beat; burst: phase left
         self.state = ["idle" if k == "beat" else "off" for k in self.kinds]
         self.mask = 0
 
@@ -223,7 +240,7 @@ async def _inference(dut, clock: Clocked, net: dict, index: int, item: dict, vec
                      ports: Ports) -> dict:
     s = item["sample"]
     rng = random.Random(item["seed"] * 1_000_003 + index)
-    policy = StallPolicy(item["stall"], len(net["links"]), rng)
+    policy = StallPolicy(item["stall"], net["links"], rng, item.get("stall_links"))
     in_stream = vec.streams[0]
     tokens = input_tokens(vec.inputs[s], in_stream)
     records = [StreamRecord(stream) for stream in vec.streams[1:]]
@@ -239,7 +256,8 @@ async def _inference(dut, clock: Clocked, net: dict, index: int, item: dict, vec
     offers = 0
     reset_at = item["reset_at"]
     aborted = False
-    counts_word = prediction = 0
+    counts_word = prediction = observed_cycles = 0
+    done_at = None  # the cycle in which `done` was high
     while True:
         # -- just after an edge: drive the input stream and the stall vector for this cycle
         if not valid and sent < len(tokens):
@@ -252,7 +270,8 @@ async def _inference(dut, clock: Clocked, net: dict, index: int, item: dict, vec
                 ports.in_payload.value = tokens[sent]
         if valid != driven:
             ports.in_valid.value = driven = valid
-        new_mask = policy.step(offers)
+        # After `done` only the taps' tails are awaited: unstalled (module docstring).
+        new_mask = policy.step(offers) if done_at is None else 0
         if new_mask != mask:
             ports.stall.value = mask = new_mask
         # -- settled values; valid & ready transfers at the next edge
@@ -271,16 +290,20 @@ async def _inference(dut, clock: Clocked, net: dict, index: int, item: dict, vec
                 rec.push(payload)
                 seq.append(payload)
         offers = int(ports.offer.value)
-        is_done = bool(ports.done.value)
-        if is_done:
+        if done_at is None and ports.done.value:
+            done_at = clock.cycle
             counts_word = int(ports.counts.value)
             prediction = int(ports.prediction.value)
+            observed_cycles = int(ports.cycles.value)
         if withheld or offers & mask:
             extension += 1
         await clock.edge()
-        if is_done:
+        # Every tap has closed the inference: a tick with `last` (or all its ticks, so that a
+        # missing `last` shows as a mismatch rather than a hang).
+        if done_at is not None and all(rec.ticks >= vec.timesteps or any(rec.lasts)
+                                       for rec in records):
             break
-        if reset_at is not None and first_accept is not None \
+        if reset_at is not None and first_accept is not None and done_at is None \
                 and clock.cycle - first_accept >= reset_at:
             # Reset in the middle of the inference: drop it, the design must come back clean.
             ports.in_valid.value = driven = 0
@@ -294,8 +317,9 @@ async def _inference(dut, clock: Clocked, net: dict, index: int, item: dict, vec
             reached = ", ".join(f"tap_{k} {r.ticks}" for k, r in enumerate(records))
             raise AssertionError(
                 f"watchdog: {net['label']} ({net['prefix']}), program entry {index} (sample "
-                f"{s}, stall policy {item['stall']}): no `done` within {clock.cycle - start} "
-                f"cycles ({budget} allowed plus {extension} held back); the input reached "
+                f"{s}, stall policy {item['stall']}): "
+                f"{'no `done`' if done_at is None else f'`done` in cycle {done_at}, not every tap closed'}"
+                f" within {clock.cycle - start} cycles ({budget} allowed plus {extension} held back); the input reached "
                 f"timestep {ticks_sent} of {vec.timesteps} ({sent} of {len(tokens)} tokens "
                 f"accepted); ticks seen per tap: {reached}; streams with a token waiting: "
                 f"{waiting or 'none'}; of those stalled by the testbench: {held or 'none'}")
@@ -308,19 +332,10 @@ async def _inference(dut, clock: Clocked, net: dict, index: int, item: dict, vec
     if sent != len(tokens):
         raise AssertionError(f"{net['label']}, program entry {index} (sample {s}): `done` "
                              f"after only {sent} of {len(tokens)} input tokens were accepted")
-    # -- the cycle after `done` (input idle): `cycles` holds this inference's count
     if driven:
         ports.in_valid.value = 0
     if mask:
         ports.stall.value = 0
-    await clock.read_only
-    observed_cycles = int(ports.cycles.value)
-    for (v, r, p), rec, seq in zip(ports.taps, records, raw):
-        if v.value and r.value:
-            payload = int(p.value)
-            rec.push(payload)
-            seq.append(payload)
-    await clock.edge()
     n_out = vec.counts.shape[1]
     mask_c = (1 << vec.count_bits) - 1
     counts = [(counts_word >> (k * vec.count_bits)) & mask_c for k in range(n_out)]
@@ -330,7 +345,7 @@ async def _inference(dut, clock: Clocked, net: dict, index: int, item: dict, vec
     found += check_readout(s, counts, prediction, vec.counts[s], vec.prediction[s])
     result.update(mismatches=len(found), records=found[:RECORD_CAP], counts=counts,
                   prediction=prediction, cycles=observed_cycles,
-                  tb_cycles=clock.cycle - 2 - first_accept, done_at=clock.cycle - 2,
+                  tb_cycles=done_at - first_accept, done_at=done_at,
                   digests=[hashlib.sha1(json.dumps(seq).encode()).hexdigest() for seq in raw])
     return result
 
@@ -341,12 +356,13 @@ async def _pipelined(clock: Clocked, net: dict, first: int, group: list[dict], v
     final tick without waiting for its ``done``. Every tap's tokens are split into
     inferences at their ``last`` ticks and ``done`` pulses are matched in order; the stall
     policy is the first entry's, the ``cycles`` port is read in each ``done`` cycle (the
-    next inference may end in the cycle after)."""
+    next inference may end in the cycle after). The group is over when every ``done`` has
+    come and every tap has closed every inference (module docstring)."""
     head = group[0]
     if any(item["reset_at"] is not None for item in group):
         raise AssertionError("a reset inside a group of overlapping inferences is not supported")
     rng = random.Random(head["seed"] * 1_000_003 + first)
-    policy = StallPolicy(head["stall"], len(net["links"]), rng)
+    policy = StallPolicy(head["stall"], net["links"], rng, head.get("stall_links"))
     in_stream = vec.streams[0]
     samples = [item["sample"] for item in group]
     tokens: list[int] = []
@@ -366,7 +382,7 @@ async def _pipelined(clock: Clocked, net: dict, first: int, group: list[dict], v
     dones: list[tuple[int, int, int, int]] = []  # (cycle, counts, prediction, cycles port)
     input_wait = 0
     valid = driven = mask = offers = 0
-    while len(dones) < len(group):
+    while len(dones) < len(group) or min(position, default=len(group)) < len(group):
         if not valid and sent < len(tokens):
             if head["input_stall"] and input_wait == 0 and rng.random() < 0.3:
                 input_wait = rng.randint(1, 40 if rng.random() < 0.1 else 5)
@@ -377,7 +393,8 @@ async def _pipelined(clock: Clocked, net: dict, first: int, group: list[dict], v
                 ports.in_payload.value = tokens[sent]
         if valid != driven:
             ports.in_valid.value = driven = valid
-        new_mask = policy.step(offers)
+        # After the last `done` only the taps' tails are awaited: unstalled.
+        new_mask = policy.step(offers) if len(dones) < len(group) else 0
         if new_mask != mask:
             ports.stall.value = mask = new_mask
         await clock.read_only
@@ -397,7 +414,7 @@ async def _pipelined(clock: Clocked, net: dict, first: int, group: list[dict], v
                 if stream.is_tick(payload) and (payload >> (stream.addr_bits + 1)) & 1:
                     position[k] += 1
         offers = int(ports.offer.value)
-        if ports.done.value:
+        if ports.done.value and len(dones) < len(group):
             dones.append((clock.cycle, int(ports.counts.value), int(ports.prediction.value),
                           int(ports.cycles.value)))
         if withheld or offers & mask:
