@@ -132,21 +132,23 @@ class Bench:
             self._inputs[key] = MODELS[key].load_inputs()
         return self._inputs[key]
 
-    def out_dir(self, key: str, parallel: int, weight_bits: int = 8) -> Path:
-        return self.work / "designs" / f"{key}_p{parallel}_w{weight_bits}"
+    def out_dir(self, key: str, parallel: int, weight_bits: int | None = None) -> Path:
+        return self.work / "designs" / f"{key}_p{parallel}_w{weight_bits or MODELS[key].weight_bits}"
 
     @contextmanager
     def step(self, text: str) -> Iterator[None]:
         self.progress(text)
         yield
 
-    def sim_dir(self, key: str, parallel: int, weight_bits: int = 8) -> Path:
+    def sim_dir(self, key: str, parallel: int, weight_bits: int | None = None) -> Path:
         # Outside OUT: `hwgen generate` replaces OUT as a whole, a compiled simulator here
         # survives and is reused while the Verilog stays the same (run_rtl checks its hash).
-        return self.work / "sim" / f"{key}_p{parallel}_w{weight_bits}"
+        return self.work / "sim" / f"{key}_p{parallel}_w{weight_bits or MODELS[key].weight_bits}"
 
-    def design(self, key: str, parallel: int, weight_bits: int = 8) -> tuple[Path, dict, float]:
-        """``hwgen generate`` of a model at P, once per bench run."""
+    def design(self, key: str, parallel: int, weight_bits: int | None = None) -> tuple[Path, dict, float]:
+        """``hwgen generate`` of a model at P (at the model's weight bits unless given), once
+        per bench run."""
+        weight_bits = weight_bits or MODELS[key].weight_bits
         if (key, parallel, weight_bits) not in self._designs:
             model = MODELS[key]
             out = self.out_dir(key, parallel, weight_bits)
@@ -192,7 +194,7 @@ class Bench:
                 if inputs.labels is not None:
                     row["accuracy_rtl"] = float(np.mean(np.asarray(row["predictions"]) == inputs.labels[:samples]))
                 runs.append(row)
-                self._runs[(key, parallel, 8)] = row
+                self._runs[(key, parallel, model.weight_bits)] = row
             models_out[key] = info
         self.results["models"] = models_out
         self.results["runs"] = runs
@@ -266,7 +268,7 @@ class Bench:
             row = measure(design.qnet, parallel, out / "hwgen_top.v", x, plan.simulator, self.sim_dir(key, parallel))
             row.update(rate=rate, cycles_over_dense=row["cycles_mean"] / row["dense_baseline"])
             rows.append(row)
-        natural = self._runs.get((key, parallel, 8))
+        natural = self._runs.get((key, parallel, MODELS[key].weight_bits))
         self.results["rate_sweep"] = {
             "model": key, "parallel": parallel, "inputs": "Bernoulli spikes at each rate, uniform over the 784 inputs",
             "dense_baseline": rows[0]["dense_baseline"], "rows": rows,
@@ -321,7 +323,7 @@ class Bench:
         row["parallel"] = parallel
         # Cycles on the default (bitstream-initialised ROM) variant: the SPRAM variant has the
         # same schedule by construction.
-        run = self._runs.get((key, parallel, 8))
+        run = self._runs.get((key, parallel, MODELS[key].weight_bits))
         if run is None and self.plan.mode == "quick":
             row.update(ok=True, stage="generate (quick mode: no build, cycles not measured at this P)")
             self.results["auto"] = row
