@@ -102,12 +102,13 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
               for layer in synaptic]
     layer_ops = [torch.zeros(batch, timesteps, dtype=torch.int64) for _ in synaptic]
     layer_events = [torch.zeros(batch, timesteps, dtype=torch.int64) for _ in synaptic]
-    delayed = {e.source for layer in net.layers for e in net.sources(layer) if e.delay}
+    sources = {layer.name: net.sources(layer) for layer in net.layers}  # once, not per timestep
+    delayed = {e.source for edges in sources.values() for e in edges if e.delay}
     previous = {name: torch.zeros(batch, *net.node(name).output_shape, dtype=torch.int64) for name in delayed}
     for t in range(timesteps):
         outputs = {INPUT: x_all[:, t]}
         for layer in net.layers:
-            edges = net.sources(layer)
+            edges = sources[layer.name]
             xs = [previous[e.source] if e.delay else outputs[e.source] for e in edges]
             if not layer.has_neurons:
                 outputs[layer.name] = layer.golden_step(xs if layer.joins else xs[0])
@@ -122,11 +123,7 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
             if membrane_range is not None:
                 _widen(membrane_range, n, a)
             if current_range is not None:
-                j = getattr(states[n], "j", None)
-                while len(current_range) <= n:
-                    current_range.append(None)
-                if j is not None:
-                    _widen(current_range, n, j)
+                _widen(current_range, n, getattr(states[n], "j", None))
             spikes[n][:, t] = s.reshape(batch, -1).to(torch.uint8)
             outputs[layer.name] = s.long()
         previous = {name: outputs[name] for name in delayed}
@@ -136,8 +133,12 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
                        layer_ops=layer_ops, layer_events=layer_events)
 
 
-def _widen(ranges: list, n: int, values: torch.Tensor) -> None:
-    lo, hi = int(values.min()), int(values.max())
+def _widen(ranges: list, n: int, values: torch.Tensor | None) -> None:
+    """Widen ``ranges[n]`` (``[min, max]``) to cover ``values``; entries up to ``n`` that
+    nothing covered yet (``values`` is ``None``: a layer without the quantity) stay ``None``."""
     while len(ranges) <= n:
         ranges.append(None)
+    if values is None:
+        return
+    lo, hi = int(values.min()), int(values.max())
     ranges[n] = [lo, hi] if ranges[n] is None else [min(lo, ranges[n][0]), max(hi, ranges[n][1])]

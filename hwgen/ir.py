@@ -131,6 +131,11 @@ class Leak:
         return self.mul / 2.0 ** self.frac_bits
 
 
+def rails(bits: int) -> tuple[int, int]:
+    """The saturation rails ``(lo, hi)`` of a ``bits``-wide signed integer."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
 class StateRails:
     """The saturation rails of a ``state_bits``-wide signed membrane (docs/semantics.md)."""
 
@@ -138,11 +143,11 @@ class StateRails:
 
     @property
     def state_min(self) -> int:
-        return -(1 << (self.state_bits - 1))
+        return rails(self.state_bits)[0]
 
     @property
     def state_max(self) -> int:
-        return (1 << (self.state_bits - 1)) - 1
+        return rails(self.state_bits)[1]
 
 
 @dataclass(frozen=True)
@@ -163,11 +168,11 @@ class Synapse:
 
     @property
     def current_min(self) -> int:
-        return -(1 << (self.bits - 1))
+        return rails(self.bits)[0]
 
     @property
     def current_max(self) -> int:
-        return (1 << (self.bits - 1)) - 1
+        return rails(self.bits)[1]
 
 
 # ----------------------------------------------------------------------------- networks

@@ -79,7 +79,8 @@ def run_float(net: Network, inputs: torch.Tensor | np.ndarray) -> FloatTrace:
     index = {layer.layer.name: n for n, layer in enumerate(layers)}
     states: list = [None] * len(layers)
     spikes = [torch.zeros(batch, timesteps, layer.out_size, dtype=torch.uint8) for layer in layers]
-    delayed = {e.source for layer in net.layers for e in net.sources(layer) if e.delay}
+    sources = {layer.name: net.sources(layer) for layer in net.layers}  # once, not per timestep
+    delayed = {e.source for edges in sources.values() for e in edges if e.delay}
     previous = {name: torch.zeros(batch, *net.node(name).output_shape) for name in delayed}
     with torch.no_grad():
         for t in range(timesteps):
@@ -87,7 +88,7 @@ def run_float(net: Network, inputs: torch.Tensor | np.ndarray) -> FloatTrace:
             # same kernel (and summation order) is chosen.
             outputs = {INPUT: x_all[:, t].contiguous()}
             for layer in net.layers:
-                xs = [previous[e.source] if e.delay else outputs[e.source] for e in net.sources(layer)]
+                xs = [previous[e.source] if e.delay else outputs[e.source] for e in sources[layer.name]]
                 if not layer.has_neurons:
                     outputs[layer.name] = layer.float_step(xs if layer.joins else xs[0])
                     continue
