@@ -117,3 +117,20 @@ def test_per_neuron_alpha_is_refused_naming_alpha():
     net = Network((2,), [Dense("cuba", np.ones((3, 2), np.float32), np.zeros(3, np.float32), neurons)])
     with pytest.raises(HwgenError, match="'cuba': alpha differs across neurons"):
         quantize(net, QuantOptions(timesteps=4))
+
+
+def test_direct_input_merged_with_other_inputs_is_refused():
+    from hwgen.ir import INPUT, Edge
+
+    neurons = LIFNeurons(np.full(3, 0.875), np.ones(3))
+    layer = Dense("mix", np.ones((3, 5), np.float32), np.zeros(3, np.float32), neurons, segments=(2, 3))
+    net = Network((2,), [layer], inputs={"mix": [Edge(INPUT), Edge("mix", 1)]})
+    with pytest.raises(HwgenError, match="'mix' merges the 4-bit direct input with other inputs"):
+        quantize(net, QuantOptions(timesteps=4, input_bits=4))
+
+
+def test_a_reset_value_beyond_the_state_rails_is_refused():
+    neurons = LIFNeurons(np.full(3, 0.875), np.ones(3), "zero", v_reset=np.full(3, 1e4))
+    net = Network((2,), [Dense("far", np.ones((3, 2), np.float32), np.zeros(3, np.float32), neurons)])
+    with pytest.raises(HwgenError, match="'far': v_reset .* does not fit"):
+        quantize(net, QuantOptions(timesteps=4, weight_bits=4, state_bits=8))  # calibration would widen it
