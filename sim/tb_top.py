@@ -16,8 +16,8 @@
     numbers of cycles. The results must not change.
 
 For every sample the testbench sends, per timestep, one token per spiking input (C-order)
-and then a tick (``last`` on the final timestep); it waits for ``done``,
-then compares the tokens recorded on every ``tap_K`` stream (per timestep, as sets, plus
+and then a tick (``last`` on the final timestep); it waits for ``done`` and for every tap's
+``last`` tick (in a graph a tap can close after ``done``), then compares the tokens recorded on every ``tap_K`` stream (per timestep, as sets, plus
 duplicates, tick count and ``last`` flags) and the readout ports with the golden
 model. A mismatch record is ``{sample, layer, timestep, neuron, expected, got, what}``; the
 readout's records have ``layer = "readout"``. Any mismatch fails the test, after the
@@ -319,6 +319,7 @@ async def _run(dut, vec: Vectors, rng: random.Random | None, report: dict) -> No
         sent = 0  # tokens transferred
         ticks_sent = 0
         first_accept = None
+        done_at = observed_cycles = None
         stall = 0  # cycles left with the input withheld
         valid = 0  # a token is presented this cycle
         while True:
@@ -346,40 +347,39 @@ async def _run(dut, vec: Vectors, rng: random.Random | None, report: dict) -> No
             for (v, r, p), rec in zip(taps, records):
                 if v.value and r.value:
                     rec.push(int(p.value))
-            is_done = bool(done.value)
-            if is_done:
+            if done_at is not None and observed_cycles is None:
+                # the cycle after `done` (input idle): `cycles` now holds this inference's count
+                observed_cycles = int(cycles_port.value)
+            if done_at is None and done.value:
+                done_at = cycle
                 counts_word = int(counts_port.value)
                 prediction = int(prediction_port.value)
+                if sent != len(tokens):
+                    raise AssertionError(f"sample {s}: `done` after only {sent} of "
+                                         f"{len(tokens)} input tokens were accepted")
             await rising
             cycle += 1
-            if is_done:
+            # In a graph a tap's final tokens can follow `done` (a branch that does not feed
+            # the readout, a recurrent tail): the inference is over once every tap has closed
+            # it with a `last` tick (or sent all its ticks, so that a missing `last` shows as
+            # a mismatch rather than a hang).
+            if observed_cycles is not None and all(
+                    rec.ticks >= vec.timesteps or any(rec.lasts) for rec in records):
                 break
             if cycle >= deadline:
                 reached = ", ".join(f"tap_{k} {r.ticks}" for k, r in enumerate(records))
+                waited = "`done`" if done_at is None else "every tap's `last` tick after `done`"
                 raise AssertionError(
-                    f"watchdog: sample {s} got no `done` within {budget} cycles; the input "
+                    f"watchdog: sample {s} got no {waited} within {budget} cycles; the input "
                     f"stream reached timestep {ticks_sent} of {vec.timesteps} ({sent} of "
                     f"{len(tokens)} tokens accepted); ticks seen per tap: {reached}")
-        if sent != len(tokens):
-            raise AssertionError(f"sample {s}: `done` after only {sent} of {len(tokens)} "
-                                 f"input tokens were accepted")
-        # -- cycle after `done` (input idle): the `cycles` port now holds this inference's count
-        if driven:
-            in_valid.value = driven = 0
-        await read_only
-        observed_cycles = int(cycles_port.value)
-        for (v, r, p), rec in zip(taps, records):
-            if v.value and r.value:
-                rec.push(int(p.value))
-        await rising
-        cycle += 1
 
         counts = [(counts_word >> (k * vec.count_bits)) & count_mask for k in range(n_out)]
         found: list[dict] = []
         for k, rec in enumerate(records):
             found += check_stream(s, k, vec.spikes[k][s], rec)
         found += check_readout(s, counts, prediction, vec.counts[s], vec.prediction[s])
-        tb_cycles = cycle - 2 - first_accept  # edge after `first_accept` .. the done cycle
+        tb_cycles = done_at - first_accept  # edge after `first_accept` .. the done cycle
         report["samples"].append({
             "sample": s, "cycles": observed_cycles, "tb_cycles": tb_cycles,
             "counts": counts, "prediction": prediction,

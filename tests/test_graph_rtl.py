@@ -209,11 +209,12 @@ def two_layer_cycle() -> QuantNetwork:
 def fanout_concat() -> QuantNetwork:
     """12 inputs -> fc0 (8) -> fc1 (6); fc2 (5) reads fc0 and fc1 side by side (a fork of
     fc0, a concatenating join in front of fc2); the output is fc2, and fc1 also feeds a
-    second, unread branch fc3 (a spiking layer that feeds nothing)."""
+    second, unread branch fc3 (a spiking layer that feeds nothing), whose fire pass is long
+    enough that its final tick comes after ``done``."""
     net = random_quant_network([12, 8, 6], seed=13, timesteps=5)
     head = random_quant_network([14, 5], seed=14, timesteps=5).layers[0]
     head.name = "fc2"
-    side = random_quant_network([6, 3], seed=15, timesteps=5).layers[0]
+    side = random_quant_network([6, 40], seed=15, timesteps=5).layers[0]
     side.name = "fc3"
     head.segments = (8, 6)
     net.layers += [head, side]
@@ -452,7 +453,7 @@ def test_graph_cost_model_is_cycle_exact(monkeypatch, wide):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["two_layer_cycle", "sew_residual"])
+@pytest.mark.parametrize("name", ["two_layer_cycle", "sew_residual", "fanout_concat"])
 def test_graphs_through_run_rtl_on_icarus(tmp_path, name):
     """``hwgen sim``'s path (``run_rtl``, sim/tb_top.py) on Icarus, a four-state simulator:
     a join whose token had constant bits in an ``always @*`` without inputs left them X
