@@ -141,3 +141,21 @@ def test_quick_mode_end_to_end(tmp_path, monkeypatch):
                 # the fastest fitting point is on the front
                 fastest = min((p for p in points if p["fits"]), key=lambda p: (p["latency_us"], p["lut"]))
                 assert fastest.get("pareto")
+
+
+def test_a_build_row_is_at_its_models_weight_bits(tmp_path):
+    """A build row names the weight bits of the design it built (the model's own: 12 for the
+    Braille graphs) and takes its latency from the run of that design; a row labelled with
+    another width found no run and showed no latency."""
+    from hwgen.bench.models import MODELS
+    from hwgen.bench.runner import FULL, Bench
+
+    bench = Bench(FULL, tmp_path)
+    bits = MODELS["braille_zero"].weight_bits
+    assert bits != 8
+    bench._runs[("braille_zero", 2, bits)] = {"cycles_mean": 3000.0}
+    report = {"lut": 1, "ff": 1, "bram": 1, "spram": 0, "dsp": 0, "fmax_mhz": 20.0, "target_mhz": 12.0,
+              "timing_met": True, "seconds": 1.0, "device": "iCE40UP5K"}
+    row = bench._build_row("braille_zero", 2, "icebreaker", tmp_path, lambda out, board, progress: report)
+    assert row["weight_bits"] == bits
+    assert row["cycles_mean"] == 3000.0 and row["latency_us_at_clock"] == 250.0

@@ -287,7 +287,9 @@ class Bench:
             rows.append(self._build_row(key, parallel, board, out, build))
         self.results["builds"] = rows
 
-    def _build_row(self, key: str, parallel: int, board: str, out: Path, build, weight_bits: int = 8) -> dict:
+    def _build_row(self, key: str, parallel: int, board: str, out: Path, build) -> dict:
+        # ``out`` is ``self.design``'s folder, which is at the model's own weight bits
+        weight_bits = MODELS[key].weight_bits
         row = {"model": key, "parallel": parallel, "weight_bits": weight_bits, "board": board}
         try:
             report = build(out, board, _quiet)
