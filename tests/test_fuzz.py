@@ -49,6 +49,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -274,10 +275,12 @@ def _fuzz(request, tmp_path_factory, name: str, specs_of, env: str) -> None:
     assert stats["networks"] >= target, f"only {stats['networks']} networks were checked"
 
 
+@pytest.mark.slow
 def test_random_networks_match_golden(request, tmp_path_factory):
     _fuzz(request, tmp_path_factory, "fuzz", network_specs, "HWGEN_FUZZ_NETWORKS")
 
 
+@pytest.mark.slow
 def test_random_graphs_match_golden(request, tmp_path_factory):
     """The same checks on random graphs (``graph_specs``): recurrence, fan-out, fan-in,
     spike sums, CuBa and every reset, ``HWGEN_FUZZ_GRAPHS`` (100; ``--long`` 2,000)."""
