@@ -13,3 +13,14 @@ def pytest_addoption(parser):
     parser.addoption("--long", action="store_true", default=False,
                      help="long stress runs: tests/test_fuzz.py checks thousands of random "
                           "networks instead of about a hundred")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files that hold slow tests run first, each file's tests in their own order.
+
+    The suite runs one file per xdist worker at a time (``--dist loadfile``, pyproject.toml),
+    handed out in this order: starting the long files early and filling in with the short
+    ones keeps a worker from running one long file alone at the end (longest first is the
+    classic rule for scheduling on identical machines)."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: file order is kept
