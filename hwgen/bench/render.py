@@ -8,6 +8,13 @@ from pathlib import Path
 PLOTS = ("rate_sweep.png", "efficiency.png", "pareto.png", "cycles_vs_p.png")
 
 
+def _compile_seconds(sim: dict) -> str:
+    """``run_rtl`` reports 0 s when it reused an earlier build of the same Verilog (the bench's
+    --work folder is kept between runs): say so rather than print a compile time of 0."""
+    seconds = sim.get("compile_seconds")
+    return "reused" if seconds == 0 else _f(seconds, "{:.1f}")
+
+
 def _f(value, fmt: str = "{:,.0f}", none: str = "-") -> str:
     return none if value is None else fmt.format(value)
 
@@ -136,7 +143,7 @@ def render_markdown(res: dict, json_name: str) -> str:
         out.append(f"| {res['models'][t['model']]['title']} | {t['parallel']} | {_f(t['cycles_per_inference'])} | "
                    f"{_f(v.get('cycles_per_second'))} / {_f(pv.get('cycles_per_second'))} | {_pct(pv.get('harness_share'))} | "
                    f"{_f(i.get('cycles_per_second'))} / {_f(pi.get('cycles_per_second'))} | {_pct(pi.get('harness_share'))} | "
-                   f"{_f(t.get('verilator_over_icarus'), '{:.1f}')} | {_f(v.get('compile_seconds'), '{:.1f}')} | "
+                   f"{_f(t.get('verilator_over_icarus'), '{:.1f}')} | {_compile_seconds(v)} | "
                    f"{_f(t['golden_samples_per_second'])} | {t['generate_seconds']:.1f} | {builds_s} |")
     acc = res["acceptance"]
     out += ["", "## Acceptance checks (computed from the results)", ""]
