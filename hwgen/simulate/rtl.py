@@ -10,6 +10,7 @@ Verilog stays the same) and turns the testbench's results JSON into a ``SimResul
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 from ..errors import HwgenError
 from ..golden import GoldenTrace
 from ..ir import QuantNetwork
+from . import capture
 from .runner import SIMULATORS, compile_verilog, log_tail, run_testbench
 from .vectors import write_vectors
 
@@ -25,6 +27,8 @@ __all__ = ["SimResult", "TEST_MODULE", "TOPLEVEL", "compare_traces", "run_rtl", 
 
 TOPLEVEL = "hwgen_top"
 TEST_MODULE = "hwgen.sim.tb_top"
+# harness -> (simulated top level, cocotb test module)
+HARNESSES = {"cocotb": (TOPLEVEL, TEST_MODULE), "capture": (capture.TOPLEVEL, "hwgen.sim.tb_capture")}
 
 
 @dataclass
@@ -97,11 +101,27 @@ def compare_traces(expected: GoldenTrace, got: GoldenTrace) -> list[dict]:
     return out
 
 
+def _capture_harness(verilog: str) -> str:
+    """``hwgen_capture`` for the ``hwgen_top`` in ``verilog``, sized from its port list (the
+    ports of docs/hardware.md, as the emitted Verilog declares them)."""
+    body = verilog[verilog.index(f"module {TOPLEVEL}("):]
+    body = body[:body.index("endmodule")]
+    widths = {name: int(msb) + 1 if msb else 1 for msb, name in
+              re.findall(r"^\s*(?:input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);", body, re.M)}
+    taps = sorted((int(m.group(1)) for m in (re.fullmatch(r"tap_(\d+)__payload", n) for n in widths) if m))
+    if any(name.startswith("weights_") for name in widths):
+        raise HwgenError("the capture harness does not load run-time weights (weights_K ports)")
+    tap_bits = [widths[f"tap_{k}__payload"] for k in taps]
+    # a tap's payload ends with tick and last (docs/hardware.md): they sit at A and A + 1
+    return capture.harness_verilog(widths["spikes_in__payload"], tap_bits, [b - 2 for b in tap_bits],
+                                   widths["counts"], widths["prediction"])
+
+
 def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: GoldenTrace,
             simulator: str = "verilator", build_dir: Path = Path("build/sim"),
             stall: bool = False, stall_seed: int = 1, waves: bool = False,
             weights: dict[int, np.ndarray] | None = None,
-            libraries: dict[str, str] | None = None) -> SimResult:
+            libraries: dict[str, str] | None = None, harness: str = "cocotb") -> SimResult:
     """Simulate ``verilog`` (a ``hwgen_top`` generated for ``qnet``) on ``inputs``.
 
     ``inputs`` is ``[B, T, *input_shape]`` 0/1 spikes (or direct values) and ``golden`` the golden model's
@@ -122,7 +142,17 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
     ``weights`` (``NetworkTop.packed_weights()``), which the testbench writes through the
     ``weights_K`` ports before the first sample, and ``libraries`` for the memory primitives
     (``hwgen.simulate.weight_memory_sources``).
+
+    ``harness`` ``"cocotb"`` steps every cycle from Python (sim/tb_top.py); ``"capture"``
+    runs the simulation-only ``hwgen_capture`` around the design (``hwgen.simulate.capture``),
+    which drives and records in the simulator, and checks its record with the same functions
+    (sim/tb_capture.py): no stalls, no run-time-loaded weights.
     """
+    if harness not in HARNESSES:
+        raise HwgenError(f"unknown harness {harness!r}: choose one of {', '.join(HARNESSES)}")
+    if harness == "capture" and (stall or weights):
+        raise HwgenError("the capture harness runs without stalls and without run-time-loaded "
+                         "weights: use harness='cocotb' for those")
     if simulator not in SIMULATORS:
         raise HwgenError(f"unknown simulator {simulator!r}: choose one of {', '.join(SIMULATORS)}")
     verilog = Path(verilog)
@@ -150,12 +180,16 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
-    work = (Path(build_dir) / simulator).resolve()
+    toplevel, test_module = HARNESSES[harness]
+    work = (Path(build_dir) / (simulator if harness == "cocotb" else f"{simulator}_{harness}")).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    if harness == "capture":
+        libraries = {**(libraries or {}), "capture_harness.v": _capture_harness(verilog.read_text())}
     runner = get_runner(simulator)
     runner.log = logging.getLogger("hwgen.simulate.cocotb")
-    compile_seconds = compile_verilog(runner, simulator, verilog, work, waves, TOPLEVEL,
-                                      libraries=libraries)
+    compile_seconds = compile_verilog(runner, simulator, verilog, work, waves, toplevel,
+                                      libraries=libraries,
+                                      extra_args=capture.EXTRA_ARGS[simulator] if harness == "capture" else ())
 
     vectors, results, xml, log = (work / n for n in
                                   ("vectors.npz", "results.json", "results.xml", "sim.log"))
@@ -171,10 +205,13 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
         # Outside pytest cocotb's runner returns the results file; under pytest it would
         # sys.exit() on a failed test, and mismatches are a result here, not an exit.
         "PYTEST_CURRENT_TEST": None,
+        # the harness opens these names in the simulator's folder (hwgen.simulate.capture)
+        "HWGEN_CAPTURE_IN": str(work / capture.CAPTURE_IN) if harness == "capture" else None,
+        "HWGEN_CAPTURE_OUT": str(work / capture.CAPTURE_OUT) if harness == "capture" else None,
     }
     report, run_seconds = run_testbench(runner, simulator, f"simulation of {verilog}", work, env,
-                                        results, xml, log, test_module=TEST_MODULE,
-                                        toplevel=TOPLEVEL, waves=waves)
+                                        results, xml, log, test_module=test_module,
+                                        toplevel=toplevel, waves=waves)
     try:
         get_results(xml)
     except RuntimeError as e:
