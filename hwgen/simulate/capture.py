@@ -36,7 +36,13 @@ CAPTURE_IN = "capture_in.hex"
 CAPTURE_OUT = "capture_out.txt"
 RESET_CYCLES = 4
 CLOCK_PERIOD_NS = 10  # as sim/tb_top.py's
-EXTRA_ARGS = {"verilator": ("--timing", "-CFLAGS", "-std=c++20 -fcoroutines"), "icarus": ()}  # for the clock
+# Verilator: --timing (C++20 coroutines) for the harness's own clock; cocotb's runner makes
+# every signal public (--public-flat-rw), which stops Verilator optimising across them, and
+# Python needs only ``finished``: the top level's signals stay public, the design's do not
+# (0.55 s instead of 0.71 s for 425k cycles of a 64-64-10 at P = 1).
+EXTRA_ARGS = {"verilator": ("--timing", "-CFLAGS", "-std=c++20 -fcoroutines", "--no-public-flat-rw",
+                            "--public-depth", "1"),
+              "icarus": ()}
 DRAIN_CYCLES = 16  # idle cycles watched after the last inference for stray tap tokens
 
 
