@@ -122,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=float, help="time span binned into the timesteps, in the events' "
                                                     "time unit (default: each sample's own span)")
     sim.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+    sim.add_argument("--harness", default="auto", choices=["auto", "capture", "cocotb"],
+                     help="capture: the simulator drives and records, Python checks once per run (fast); "
+                          "cocotb: Python steps every cycle; auto: capture unless the design loads its "
+                          "weights at run time (default auto)")
 
     demo = sub.add_parser("demo", help="digits end to end: model -> Verilog -> cocotb vs golden")
     demo.add_argument("--model", choices=["mlp", "conv", "rnn"], default="mlp",
@@ -201,7 +205,7 @@ def _sim(args: argparse.Namespace) -> int:
 
     with stages() as progress:
         report = simulate(args.out, args.samples, args.inputs, args.simulator, progress,
-                          events=args.events, duration=args.duration)
+                          events=args.events, duration=args.duration, harness=args.harness)
     print_sim(report, log)
     if report["mismatches"]:
         m = report["first_mismatch"]

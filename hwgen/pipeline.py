@@ -227,8 +227,11 @@ def sim_inputs(design: LoadedDesign, samples: int | None, inputs: str | None,
 
 def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
              simulator: str = "verilator", progress: Progress = _quiet,
-             events: str | None = None, duration: float | None = None) -> dict:
-    """Run the RTL in cocotb against the golden model; write ``OUT/sim_report.json``."""
+             events: str | None = None, duration: float | None = None, harness: str = "auto") -> dict:
+    """Run the RTL in cocotb against the golden model; write ``OUT/sim_report.json``.
+
+    ``harness`` (``run_rtl``): ``"auto"`` is the capture harness unless the design loads its
+    weights at run time, which only the per-cycle testbench does."""
     from .simulate import run_rtl, weight_memory_sources
 
     if simulator not in ("verilator", "icarus"):
@@ -238,12 +241,16 @@ def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
     progress("golden: integer reference traces")
     trace = golden.run(design.qnet, x)
     float_trace = ir_sim.run_float(design.net, torch.as_tensor(x, dtype=torch.float32))
-    progress(f"sim: {simulator} + cocotb, {len(x)} samples")
+    weights = design.packed_weights()
+    if harness == "auto":
+        harness = "cocotb" if weights else "capture"
+    progress(f"sim: {simulator} + cocotb ({harness} harness), {len(x)} samples")
     result = run_rtl(Path(out) / VERILOG, design.qnet, x, trace, simulator=simulator,
-                     build_dir=Path(out) / SIM_BUILD, weights=design.packed_weights(),
-                     libraries=weight_memory_sources(design.weight_memories.values()))
+                     build_dir=Path(out) / SIM_BUILD, weights=weights,
+                     libraries=weight_memory_sources(design.weight_memories.values()), harness=harness)
     report = {
         "simulator": simulator,
+        "harness": harness,
         "inputs": source,
         "samples": result.samples,
         "timesteps": result.timesteps,

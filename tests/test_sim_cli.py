@@ -48,6 +48,17 @@ def test_sim_reports_zero_mismatches(generated, simulator, capsys):
     assert "0" in capsys.readouterr().out
 
 
+def test_both_harnesses_give_the_same_report(generated):
+    """`hwgen sim` runs the capture harness where it can (no run-time-loaded weights here);
+    the per-cycle cocotb testbench reports the same, apart from the harness's name."""
+    reports = {}
+    for harness in ("auto", "cocotb"):
+        assert main(["sim", str(generated), "--samples", "5", "--harness", harness]) == 0
+        reports[harness] = json.loads((generated / "sim_report.json").read_text())
+    assert reports["auto"].pop("harness") == "capture" and reports["cocotb"].pop("harness") == "cocotb"
+    assert reports["auto"] == reports["cocotb"]
+
+
 def test_sim_with_an_inputs_file(generated, tmp_path):
     x = (np.random.default_rng(5).random((3, 8, 1, 4, 4)) < 0.3).astype(np.uint8)
     np.save(tmp_path / "x.npy", x)
