@@ -13,16 +13,14 @@ flags, the readout, and tokens after the last inference.
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
 
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from .tb_top import (RECORD_CAP, RESULTS_ENV, VECTORS_ENV, StreamRecord, Vectors,
-                     check_readout, check_stream, input_tokens, mismatch, work_estimate)
+from .tb_top import (RECORD_CAP, VECTORS_ENV, StreamRecord, Vectors, check_readout, check_stream,
+                     checked_run, input_tokens, mismatch, work_estimate)
 
 CAPTURE_IN_ENV, CAPTURE_OUT_ENV = "HWGEN_CAPTURE_IN", "HWGEN_CAPTURE_OUT"
 
@@ -95,21 +93,10 @@ async def run_vectors(dut):
     vec = Vectors(os.environ[VECTORS_ENV])
     if vec.weights:
         raise AssertionError("hwgen_capture does not load run-time weights (weights_K ports)")
-    results_path = os.environ[RESULTS_ENV]
-    report: dict = {"complete": False, "error": None, "samples": [], "sim_cycles": 0, "stall": False}
-    started = time.perf_counter()
-    try:
+
+    async def body(report: dict) -> None:
         write_stimulus(vec, Path(os.environ[CAPTURE_IN_ENV]))
         await RisingEdge(dut.finished)
         read_record(vec, Path(os.environ[CAPTURE_OUT_ENV]), report)
-        report["complete"] = True
-    except AssertionError as e:
-        report["error"] = str(e)
-        raise
-    finally:
-        report["wall_seconds"] = time.perf_counter() - started
-        with open(results_path, "w") as f:
-            json.dump(report, f, indent=1)
-    failed = sum(s["mismatch_count"] for s in report["samples"])
-    assert failed == 0, f"{failed} mismatches against the golden model, first: " + \
-        json.dumps(next(m for s in report["samples"] for m in s["mismatches"]))
+
+    await checked_run(body, stall=False)

@@ -240,21 +240,17 @@ def _check_width(handle, name: str, want: int) -> None:
         raise AssertionError(f"port {name} is {len(handle)} bits wide, expected {want}")
 
 
-@cocotb.test()
-async def run_vectors(dut):
-    """Every sample of HWGEN_SIM_VECTORS through hwgen_top, checked against the golden model."""
-    vec = Vectors(os.environ[VECTORS_ENV])
+async def checked_run(body, stall: bool) -> None:
+    """Run ``await body(report)``, which fills ``report["samples"]``; write the results JSON to
+    ``HWGEN_SIM_RESULTS`` whatever happens (a protocol or watchdog failure is recorded, then
+    re-raised), then fail the test on any mismatch. Shared with sim/tb_capture.py."""
     results_path = os.environ[RESULTS_ENV]
-    stall_seed = os.environ.get(STALL_ENV, "")
-    rng = random.Random(int(stall_seed)) if stall_seed else None
-
-    report: dict = {"complete": False, "error": None, "samples": [], "sim_cycles": 0,
-                    "stall": rng is not None}
+    report: dict = {"complete": False, "error": None, "samples": [], "sim_cycles": 0, "stall": stall}
     started = time.perf_counter()
     try:
-        await _run(dut, vec, rng, report)
+        await body(report)
         report["complete"] = True
-    except AssertionError as e:  # a protocol / watchdog failure: recorded, then re-raised
+    except AssertionError as e:
         report["error"] = str(e)
         raise
     finally:
@@ -264,6 +260,15 @@ async def run_vectors(dut):
     failed = sum(s["mismatch_count"] for s in report["samples"])
     assert failed == 0, f"{failed} mismatches against the golden model, first: " + \
         json.dumps(next(m for s in report["samples"] for m in s["mismatches"]))
+
+
+@cocotb.test()
+async def run_vectors(dut):
+    """Every sample of HWGEN_SIM_VECTORS through hwgen_top, checked against the golden model."""
+    vec = Vectors(os.environ[VECTORS_ENV])
+    stall_seed = os.environ.get(STALL_ENV, "")
+    rng = random.Random(int(stall_seed)) if stall_seed else None
+    await checked_run(lambda report: _run(dut, vec, rng, report), stall=rng is not None)
 
 
 async def load_weights(dut, vec: Vectors, rising) -> None:
