@@ -204,6 +204,34 @@ def work_estimate(inputs: np.ndarray, layer_spikes: list[np.ndarray], fanout: li
     return cycles + int(np.count_nonzero(inputs)) + inputs.shape[0]
 
 
+def sample_budget(vec, s: int) -> int:
+    """Watchdog budget of sample ``s`` in cycles: generous against ``work_estimate``."""
+    return 20 * work_estimate(vec.inputs[s], [sp[s] for sp in vec.spikes], vec.fanout) + 10000
+
+
+def sample_result(vec, s: int, records: list[StreamRecord], counts_word: int, prediction: int,
+                  cycles: int, tb_cycles: int) -> dict:
+    """The results-JSON entry of sample ``s``: every tap's record and the readout checked."""
+    mask = (1 << vec.count_bits) - 1
+    counts = [(counts_word >> (k * vec.count_bits)) & mask for k in range(vec.counts.shape[1])]
+    found: list[dict] = []
+    for k, rec in enumerate(records):
+        found += check_stream(s, k, vec.spikes[k][s], rec)
+    found += check_readout(s, counts, prediction, vec.counts[s], vec.prediction[s])
+    return {"sample": s, "cycles": cycles, "tb_cycles": tb_cycles, "counts": counts,
+            "prediction": prediction, "mismatch_count": len(found), "mismatches": found[:RECORD_CAP]}
+
+
+def add_stray_tokens(report: dict, stray: list[tuple[int, int]]) -> None:
+    """Tap tokens ``(tap, payload)`` after the last inference: mismatches of its sample."""
+    if stray and report["samples"]:
+        last = report["samples"][-1]
+        for k, payload in stray:
+            last["mismatches"].append(mismatch(last["sample"], k, None, payload, None, payload,
+                                               "token after done"))
+            last["mismatch_count"] += 1
+
+
 # ----------------------------------------------------------------------------- the test
 
 class Vectors:
@@ -299,7 +327,6 @@ async def _run(dut, vec: Vectors, rng: random.Random | None, report: dict) -> No
         _port(dut, n) for n in ("done", "counts", "prediction", "cycles"))
     n_out = vec.counts.shape[1]
     _check_width(counts_port, "counts", n_out * vec.count_bits)
-    count_mask = (1 << vec.count_bits) - 1
 
     in_valid.value = 0
     in_payload.value = 0
@@ -319,7 +346,7 @@ async def _run(dut, vec: Vectors, rng: random.Random | None, report: dict) -> No
     for s in range(vec.samples):
         tokens = input_tokens(vec.inputs[s], in_stream)
         records = [StreamRecord(stream) for stream in vec.streams[1:]]
-        budget = 20 * work_estimate(vec.inputs[s], [sp[s] for sp in vec.spikes], vec.fanout) + 10000
+        budget = sample_budget(vec, s)
         deadline = cycle + budget
         sent = 0  # tokens transferred
         ticks_sent = 0
@@ -379,19 +406,12 @@ async def _run(dut, vec: Vectors, rng: random.Random | None, report: dict) -> No
                     f"stream reached timestep {ticks_sent} of {vec.timesteps} ({sent} of "
                     f"{len(tokens)} tokens accepted); ticks seen per tap: {reached}")
 
-        counts = [(counts_word >> (k * vec.count_bits)) & count_mask for k in range(n_out)]
-        found: list[dict] = []
-        for k, rec in enumerate(records):
-            found += check_stream(s, k, vec.spikes[k][s], rec)
-        found += check_readout(s, counts, prediction, vec.counts[s], vec.prediction[s])
         tb_cycles = done_at - first_accept  # edge after `first_accept` .. the done cycle
-        report["samples"].append({
-            "sample": s, "cycles": observed_cycles, "tb_cycles": tb_cycles,
-            "counts": counts, "prediction": prediction,
-            "mismatch_count": len(found), "mismatches": found[:RECORD_CAP]})
+        result = sample_result(vec, s, records, counts_word, prediction, observed_cycles, tb_cycles)
+        report["samples"].append(result)
         report["sim_cycles"] = cycle
         dut._log.info("sample %d: %d cycles (port), %d (testbench), %d mismatches",
-                      s, observed_cycles, tb_cycles, len(found))
+                      s, observed_cycles, tb_cycles, result["mismatch_count"])
 
     # -- stray tokens after the last inference
     for _ in range(DRAIN_CYCLES):
@@ -399,10 +419,5 @@ async def _run(dut, vec: Vectors, rng: random.Random | None, report: dict) -> No
         stray = [(k, int(p.value)) for k, (v, r, p) in enumerate(taps) if v.value and r.value]
         await rising
         cycle += 1
-        if stray and report["samples"]:
-            last = report["samples"][-1]
-            for k, payload in stray:
-                last["mismatches"].append(mismatch(
-                    last["sample"], k, None, payload, None, payload, "token after done"))
-                last["mismatch_count"] += 1
+        add_stray_tokens(report, stray)
     report["sim_cycles"] = cycle
