@@ -24,7 +24,8 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
 
 # What the demo and the builds need from the wheel besides hwgen's own modules.
-SHIPPED = ["hwgen/sim/tb_top.py", "hwgen/sim/tb_board.py", "hwgen/sim/tb_fuzz.py",
+SHIPPED = ["hwgen/sim/tb_top.py", "hwgen/sim/tb_board.py", "hwgen/sim/tb_fuzz.py", "hwgen/sim/tb_capture.py",
+           "hwgen/sim/verilator_capture_main.cpp", "hwgen/sim/LICENSE-cocotb",
            "hwgen/boards/__init__.py", "hwgen/boards/icebreaker.py",
            "hwgen/rtl_templates/ice40_spram.v", "hwgen/data/digits_mlp.pt",
            "hwgen/data/digits_conv.pt", "hwgen/data/digits_mnist784.pt"]

@@ -20,15 +20,36 @@ from ..errors import HwgenError
 from ..golden import GoldenTrace
 from ..ir import QuantNetwork
 from . import capture
-from .runner import SIMULATORS, compile_verilog, log_tail, run_testbench
+from .runner import SIMULATORS, compile_verilog, log_tail, make_runner, run_testbench
 from .vectors import write_vectors
 
 __all__ = ["SimResult", "TEST_MODULE", "TOPLEVEL", "compare_traces", "run_rtl", "spikes_compared"]
 
 TOPLEVEL = "hwgen_top"
 TEST_MODULE = "hwgen.sim.tb_top"
-# harness -> (simulated top level, cocotb test module)
-HARNESSES = {"cocotb": (TOPLEVEL, TEST_MODULE), "capture": (capture.TOPLEVEL, "hwgen.sim.tb_capture")}
+
+
+@dataclass(frozen=True)
+class Harness:
+    """How ``run_rtl`` simulates with one testbench: the simulated top level, the cocotb test
+    module, what is compiled beside the design and whether it can stall the input or load
+    run-time weights."""
+
+    toplevel: str
+    test_module: str
+    per_cycle: bool  # Python steps every cycle: stalls and run-time weights are possible
+    extra_args: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per simulator
+    verilator_main: Path | None = None
+
+    def libraries(self, verilog: str) -> dict[str, str]:
+        return {} if self.per_cycle else {"capture_harness.v": _capture_harness(verilog)}
+
+
+HARNESSES = {
+    "cocotb": Harness(TOPLEVEL, TEST_MODULE, per_cycle=True),
+    "capture": Harness(capture.TOPLEVEL, "hwgen.sim.tb_capture", per_cycle=False,
+                       extra_args=capture.EXTRA_ARGS, verilator_main=capture.MAIN_CPP),
+}
 
 
 @dataclass
@@ -150,8 +171,9 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
     """
     if harness not in HARNESSES:
         raise HwgenError(f"unknown harness {harness!r}: choose one of {', '.join(HARNESSES)}")
-    if harness == "capture" and (stall or weights):
-        raise HwgenError("the capture harness runs without stalls and without run-time-loaded "
+    testbench = HARNESSES[harness]
+    if not testbench.per_cycle and (stall or weights):
+        raise HwgenError(f"the {harness} harness runs without stalls and without run-time-loaded "
                          "weights: use harness='cocotb' for those")
     if simulator not in SIMULATORS:
         raise HwgenError(f"unknown simulator {simulator!r}: choose one of {', '.join(SIMULATORS)}")
@@ -178,18 +200,14 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
                          f"({golden.batch} samples, {samples} given)")
 
     from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
 
-    toplevel, test_module = HARNESSES[harness]
-    work = (Path(build_dir) / (simulator if harness == "cocotb" else f"{simulator}_{harness}")).resolve()
+    work = (Path(build_dir) / (simulator if testbench.per_cycle else f"{simulator}_{harness}")).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    if harness == "capture":
-        libraries = {**(libraries or {}), "capture_harness.v": _capture_harness(verilog.read_text())}
-    runner = get_runner(simulator)
+    runner = make_runner(simulator, testbench.verilator_main)
     runner.log = logging.getLogger("hwgen.simulate.cocotb")
-    compile_seconds = compile_verilog(runner, simulator, verilog, work, waves, toplevel,
-                                      libraries=libraries,
-                                      extra_args=capture.EXTRA_ARGS[simulator] if harness == "capture" else ())
+    compile_seconds = compile_verilog(runner, simulator, verilog, work, waves, testbench.toplevel,
+                                      libraries={**(libraries or {}), **testbench.libraries(verilog.read_text())},
+                                      extra_args=testbench.extra_args.get(simulator, ()))
 
     vectors, results, xml, log = (work / n for n in
                                   ("vectors.npz", "results.json", "results.xml", "sim.log"))
@@ -205,13 +223,13 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
         # Outside pytest cocotb's runner returns the results file; under pytest it would
         # sys.exit() on a failed test, and mismatches are a result here, not an exit.
         "PYTEST_CURRENT_TEST": None,
-        # the harness opens these names in the simulator's folder (hwgen.simulate.capture)
-        "HWGEN_CAPTURE_IN": str(work / capture.CAPTURE_IN) if harness == "capture" else None,
-        "HWGEN_CAPTURE_OUT": str(work / capture.CAPTURE_OUT) if harness == "capture" else None,
+        # the capture harness opens these names in the simulator's folder (hwgen.simulate.capture)
+        "HWGEN_CAPTURE_IN": str(work / capture.CAPTURE_IN),
+        "HWGEN_CAPTURE_OUT": str(work / capture.CAPTURE_OUT),
     }
     report, run_seconds = run_testbench(runner, simulator, f"simulation of {verilog}", work, env,
-                                        results, xml, log, test_module=test_module,
-                                        toplevel=toplevel, waves=waves)
+                                        results, xml, log, test_module=testbench.test_module,
+                                        toplevel=testbench.toplevel, waves=waves)
     try:
         get_results(xml)
     except RuntimeError as e:

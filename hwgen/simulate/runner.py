@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import HwgenError
 
 __all__ = ["ICARUS_ARGS", "SIMULATORS", "TIMESCALE", "VERILATOR_ARGS", "compile_verilog",
-           "environ", "log_tail", "run_testbench", "spram_model", "verilator_env",
+           "environ", "log_tail", "make_runner", "run_testbench", "spram_model", "verilator_env",
            "weight_memory_sources"]
 
 SIMULATORS = ("verilator", "icarus")
@@ -108,12 +108,33 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 # ----------------------------------------------------------------------------- build and run
 
+def make_runner(simulator: str, verilator_main: Path | None = None):
+    """cocotb's runner for ``simulator``; on Verilator, ``verilator_main`` replaces cocotb's
+    C++ main loop (``sim/verilator_capture_main.cpp`` for the capture harness)."""
+    from cocotb_tools.runner import Verilator, get_runner
+
+    if simulator != "verilator" or verilator_main is None:
+        return get_runner(simulator)
+
+    class VerilatorWithMain(Verilator):
+        main = Path(verilator_main)
+
+        # cocotb's runner names its own main among the sources and has no option for another
+        def _build_command(self):
+            commands = super()._build_command()
+            commands[0] = [str(self.main) if Path(arg).name == "verilator.cpp" else arg
+                           for arg in commands[0]]
+            return commands
+
+    return VerilatorWithMain()
+
+
 def compile_verilog(runner, simulator: str, verilog: Path, work: Path, waves: bool,
                     toplevel: str, extra_args: tuple[str, ...] = (),
                     libraries: dict[str, str] | None = None) -> float:
-    """Compile ``verilog`` (module ``toplevel``) with ``runner`` (a ``cocotb_tools.runner``
-    of ``simulator``) into ``work``, unless ``work`` already holds a build of the same Verilog
-    and options; returns the seconds spent (0 when the build was reused). ``libraries`` are further
+    """Compile ``verilog`` (module ``toplevel``) with ``runner`` (``make_runner``) into
+    ``work``, unless ``work`` already holds a build of the same Verilog and options (and C++
+    main); returns the seconds spent (0 when the build was reused). ``libraries`` are further
     source files (name -> text) compiled with it: hand-written shims and vendor models."""
     import cocotb
 
@@ -123,6 +144,7 @@ def compile_verilog(runner, simulator: str, verilog: Path, work: Path, waves: bo
     args = (VERILATOR_ARGS if simulator == "verilator" else ICARUS_ARGS) + list(extra_args)
     key = hashlib.sha256(b"\0".join([text, simulator.encode(), " ".join(args).encode(),
                                      cocotb.__version__.encode(), b"waves=%d" % waves,
+                                     getattr(runner, "main", Path(os.devnull)).read_bytes(),
                                      *(f"{n}\0{t}".encode() for n, t in libraries.items())])
                          ).hexdigest()
     stamp = work / "build.sha256"
