@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from . import __version__
 from .errors import HwgenError
@@ -34,20 +34,43 @@ log = Console(width=None if sys.stdout.isatty() else 132, emoji=False)
 @contextmanager
 def stages() -> Iterator:
     """A rich progress line per pipeline stage, each with its elapsed time."""
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=False, disable=not console.is_terminal) as bar:
         current: list = []
 
-        def advance(description: str) -> None:
-            if current:
-                bar.update(current[-1], completed=1, total=1)
-            current.append(bar.add_task(description, total=None))
+        def advance(description: str, completed: int | None = None, total: int | None = None) -> None:
+            if completed is not None and current:  # how far the current stage is
+                bar.update(current[-1], description=description, completed=completed, total=total)
+            else:
+                if current:
+                    bar.update(current[-1], completed=1, total=1)
+                current.append(bar.add_task(description, total=None))
             if not console.is_terminal:
                 log.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {description}")
 
         yield advance
         if current:
-            bar.update(current[-1], completed=1, total=1)
+            task = bar.tasks[-1]
+            bar.update(current[-1], completed=task.total or 1, total=task.total or 1)
+
+
+def _samples(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of samples (at least 1) or 'all', got {text!r}")
+    return value
+
+
+def _add_spread_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--jobs", type=int, default=1, help=f"local {what} (default 1)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="a Dask scheduler: the work goes to its workers instead (README, \"A cluster\"); "
+                             "--jobs is then the number of pieces it is cut into")
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -115,7 +138,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="simulate OUT/hwgen_top.v in cocotb against the golden model")
     sim.add_argument("out", type=Path)
-    sim.add_argument("--samples", type=int, help="number of samples (default 10)")
+    sim.add_argument("--samples", type=_samples, help="how many samples, or 'all': every sample of --inputs / "
+                                                      "--events or of the held-out data in OUT (default: all of "
+                                                      "a file, else 10)")
     sim.add_argument("--inputs", help=".npy shaped [samples, T, *input_shape] of 0/1 spikes")
     sim.add_argument("--events", help=".npz of tonic-style event arrays (fields t, x, y, p), one per sample, "
                                       "binned into the model's timesteps (hwgen/events.py)")
@@ -126,13 +151,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="capture: the simulator drives and records, Python checks once per run (fast); "
                           "cocotb: Python steps every cycle; auto: capture unless the design loads its "
                           "weights at run time (default auto)")
+    _add_spread_options(sim, "simulator processes the samples are shared out to")
 
     demo = sub.add_parser("demo", help="digits end to end: model -> Verilog -> cocotb vs golden")
     demo.add_argument("--model", choices=["mlp", "conv", "rnn"], default="mlp",
                       help="mlp: 64-64-10 LIF; conv: conv 8x3x3 -> LIF -> max pool -> dense 10; rnn: the digits "
                            "read row by row, 16-64(recurrent LIF)-10 (default mlp)")
     demo.add_argument("--out", type=Path, default=Path("hwgen-demo"))
-    demo.add_argument("--samples", type=int, default=50)
+    demo.add_argument("--samples", type=_samples, default="all",
+                      help="held-out digits checked in RTL, or 'all' (default: all 450)")
     demo.add_argument("--parallel", type=int, default=4)
     demo.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
 
@@ -205,7 +232,8 @@ def _sim(args: argparse.Namespace) -> int:
 
     with stages() as progress:
         report = simulate(args.out, args.samples, args.inputs, args.simulator, progress,
-                          events=args.events, duration=args.duration, harness=args.harness)
+                          events=args.events, duration=args.duration, harness=args.harness,
+                          jobs=args.jobs, scheduler=args.scheduler)
     print_sim(report, log)
     if report["mismatches"]:
         m = report["first_mismatch"]

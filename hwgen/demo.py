@@ -18,9 +18,10 @@ from .summary import print_sim
 CALIBRATION_SAMPLES = 256
 
 
-def run_demo(out: Path, samples: int, parallel: int, simulator: str, stages, model: str = "mlp") -> int:
-    if samples < 1:  # refused before the generate step, which would otherwise write OUT first
-        raise HwgenError(f"--samples must be at least 1, got {samples}")
+def run_demo(out: Path, samples: int | str, parallel: int, simulator: str, stages, model: str = "mlp") -> int:
+    if samples != "all" and (not isinstance(samples, int) or samples < 1):
+        # refused before the generate step, which would otherwise write OUT first
+        raise HwgenError(f"--samples must be at least 1 or 'all', got {samples!r}")
     console = Console(width=None if sys.stdout.isatty() else 132)
     spec = digits.MODELS[model]
     split = spec.load_split()
@@ -44,7 +45,7 @@ def run_demo(out: Path, samples: int, parallel: int, simulator: str, stages, mod
     if model == "rnn":  # what the memory across timesteps is worth: the same network without it
         console.print(f"the same network with its recurrent weights set to zero: "
                       f"{_without_recurrence_accuracy(spec, split):.1%} (float)")
-    print_sim(sim, console, title=f"hwgen demo: {samples} held-out digits, RTL vs golden model")
+    print_sim(sim, console, title=f"hwgen demo: {sim['samples']} held-out digits, RTL vs golden model")
     console.print(f"outputs in {out}/: hwgen_top.v, model.json, report.md/json, sim_report.json")
     return 1 if sim["mismatches"] else 0
 

@@ -37,10 +37,14 @@ class GoldenTrace:
 
     def first(self, n: int) -> GoldenTrace:
         """The trace of the first ``n`` inferences."""
-        return GoldenTrace(spikes=[s[:n] for s in self.spikes], counts=self.counts[:n],
-                           prediction=self.prediction[:n], synaptic_ops=self.synaptic_ops[:n],
-                           layer_ops=[o[:n] for o in self.layer_ops],
-                           layer_events=[e[:n] for e in self.layer_events])
+        return self.samples(slice(0, n))
+
+    def samples(self, which: slice) -> GoldenTrace:
+        """The trace of the inferences ``which`` selects."""
+        return GoldenTrace(spikes=[s[which] for s in self.spikes], counts=self.counts[which],
+                           prediction=self.prediction[which], synaptic_ops=self.synaptic_ops[which],
+                           layer_ops=[o[which] for o in self.layer_ops],
+                           layer_events=[e[which] for e in self.layer_events])
 
 
 def synaptic_input(layer: Synaptic, x: torch.Tensor) -> torch.Tensor:

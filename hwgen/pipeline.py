@@ -7,6 +7,7 @@ functions here; each stage is a call into its own module and data only flows for
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +29,15 @@ from .ir import Network, QuantNetwork
 from .quantize import QuantOptions, calibration_inputs, fidelity, quantize
 from .report import hardware_report, render_markdown
 
-Progress = Callable[[str], None]
+# progress(description) starts a stage; progress(description, completed=k, total=n) reports
+# how far the current one is (the CLI draws a bar, a log prints a line).
+Progress = Callable[..., None]
 # The readout keeps a counter per output neuron and an argmax tree over them: beyond this
 # it is a classifier no one meant, and synthesis of it runs out of memory.
 MAX_OUTPUTS = 1024
 
 
-def _quiet(_: str) -> None:
+def _quiet(_: str, **counts: int) -> None:
     pass
 
 
@@ -193,14 +196,20 @@ def _activity_inputs(net: Network, qnet: QuantNetwork) -> np.ndarray:
     return calibration_inputs(net, qnet.timesteps, samples=16, seed=1, input_bits=qnet.input_bits)
 
 
-def sim_inputs(design: LoadedDesign, samples: int | None, inputs: str | None,
+def sim_inputs(design: LoadedDesign, samples: int | str | None, inputs: str | None,
                events: str | None = None, duration: float | None = None,
                seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, str]:
     """Pick what to simulate: a user file (arrays or events), held-out data shipped in OUT,
-    or random spikes."""
+    or random spikes. ``samples``: how many (the first ones), ``"all"`` for every sample of
+    the file or the held-out data, ``None`` for all of a file and 10 otherwise."""
     qnet = design.qnet
-    if samples is not None and samples < 1:
-        raise HwgenError(f"--samples must be at least 1, got {samples}")
+    if samples == "all":
+        samples = None if (inputs or events or design.data_x is not None) else 0
+        if samples == 0:
+            raise HwgenError("--samples all: OUT holds no held-out data (generate with --data) and "
+                             "no --inputs or --events were given; give a number of random samples")
+    elif samples is not None and (not isinstance(samples, int) or samples < 1):
+        raise HwgenError(f"--samples must be at least 1 or 'all', got {samples!r}")
     if inputs and events:
         raise HwgenError("give --inputs or --events, not both")
     if events:
@@ -211,31 +220,47 @@ def sim_inputs(design: LoadedDesign, samples: int | None, inputs: str | None,
         return (x[:samples] if samples else x), None, f"events from {events}, binned into {qnet.timesteps} timesteps"
     if inputs:
         x = load_npy(inputs, "input")
-        check_spikes(x, qnet.input_shape, inputs, qnet.timesteps, qnet.input_bits)
+        check_spikes(x, qnet.input_shape, inputs, input_bits=qnet.input_bits)
+        _fit_timesteps(x, qnet.timesteps, inputs)
         if samples:
             x = x[:samples]
         return x, None, inputs
-    n = samples or 10
     if design.data_x is not None:
-        x = design.data_x[:n]
-        y = design.data_y[:n] if design.data_y is not None else None
+        x = design.data_x if samples is None else design.data_x[:samples]
+        y = design.data_y[:len(x)] if design.data_y is not None else None
         return x, y, "held-out data shipped with the model"
+    n = samples or 10
     rng = np.random.default_rng(seed)
     x = (rng.random((n, qnet.timesteps, *qnet.input_shape)) < 0.2).astype(np.uint8)
     return x, None, "random spikes, rate 20%"
 
 
-def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
+def _fit_timesteps(x: np.ndarray, timesteps: int, what: str) -> None:
+    """Samples of fewer timesteps than the hardware's are fine (the input's ``last`` tick ends an
+    inference and resets every state); more would overflow its spike counters."""
+    if x.shape[1] > timesteps:
+        raise HwgenError(f"{what}: {x.shape[1]} timesteps, but the hardware was generated for "
+                         f"{timesteps} (--timesteps): its readout counters hold at most {timesteps} "
+                         "spikes; cut the samples or generate for more timesteps")
+
+
+def simulate(out: Path, samples: int | str | None = None, inputs: str | None = None,
              simulator: str = "verilator", progress: Progress = _quiet,
-             events: str | None = None, duration: float | None = None, harness: str = "auto") -> dict:
+             events: str | None = None, duration: float | None = None, harness: str = "auto",
+             jobs: int = 1, scheduler: str | None = None) -> dict:
     """Run the RTL in cocotb against the golden model; write ``OUT/sim_report.json``.
 
     ``harness`` (``run_rtl``): ``"auto"`` is the capture harness unless the design loads its
-    weights at run time, which only the per-cycle testbench does."""
-    from .simulate import run_rtl, weight_memory_sources
+    weights at run time, which only the per-cycle testbench does. The samples run in shards
+    (``hwgen.simulate.shards``) on ``jobs`` local simulator processes or on the Dask cluster
+    at ``scheduler``; the report does not depend on how they were spread."""
+    from .distribute import validate
+    from .simulate import weight_memory_sources
+    from .simulate.shards import run_sharded
 
     if simulator not in ("verilator", "icarus"):
         raise HwgenError(f"--simulator must be verilator or icarus, got {simulator!r}")
+    validate(jobs, scheduler)
     design = load_design(out)
     x, y, source = sim_inputs(design, samples, inputs, events, duration)
     progress("golden: integer reference traces")
@@ -244,10 +269,23 @@ def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
     weights = design.packed_weights()
     if harness == "auto":
         harness = "cocotb" if weights else "capture"
-    progress(f"sim: {simulator} + cocotb ({harness} harness), {len(x)} samples")
-    result = run_rtl(Path(out) / VERILOG, design.qnet, x, trace, simulator=simulator,
-                     build_dir=Path(out) / SIM_BUILD, weights=weights,
-                     libraries=weight_memory_sources(design.weight_memories.values()), harness=harness)
+    where = f"Dask at {scheduler}" if scheduler else f"{jobs} process{'es' if jobs > 1 else ''}"
+    progress(f"sim: {simulator} + cocotb ({harness} harness), {len(x)} samples, {where}")
+    state = {"samples": 0, "mismatches": 0, "cycles": 0}
+    started = time.perf_counter()
+
+    def shard_done(part) -> None:
+        state["samples"] += part.samples
+        state["mismatches"] += part.mismatches
+        state["cycles"] += part.sim_cycles
+        rate = state["cycles"] / max(time.perf_counter() - started, 1e-9)
+        progress(f"sim: {state['samples']}/{len(x)} samples, {state['mismatches']} mismatches, "
+                 f"{rate:,.0f} cycles/s", completed=state["samples"], total=len(x))
+
+    result = run_sharded(Path(out) / VERILOG, design.qnet, x, trace, simulator=simulator,
+                         harness=harness, build_dir=Path(out) / SIM_BUILD, jobs=jobs,
+                         scheduler=scheduler, weights=weights,
+                         libraries=weight_memory_sources(design.weight_memories.values()), done=shard_done)
     report = {
         "simulator": simulator,
         "harness": harness,
@@ -271,5 +309,9 @@ def simulate(out: Path, samples: int | None = None, inputs: str | None = None,
     report["cycles_model_mean"] = float(np.mean(modelled))
     report["cycles_vs_model_mean"] = float(ratios.mean())
     report["cycles_vs_model_max"] = float(ratios.max())
+    # how the run was spread and how fast it went: the only part that depends on --jobs
+    report["run"] = {"jobs": jobs, "scheduler": scheduler, "seconds": round(result.run_seconds, 3),
+                     "sim_cycles": result.sim_cycles,
+                     "cycles_per_second": round(result.sim_cycles / result.run_seconds) if result.run_seconds else None}
     write_atomic(Path(out) / SIM_REPORT, json.dumps(report, indent=1) + "\n")
     return report

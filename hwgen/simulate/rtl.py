@@ -23,7 +23,8 @@ from . import capture
 from .runner import SIMULATORS, compile_verilog, log_tail, make_runner, run_testbench
 from .vectors import write_vectors
 
-__all__ = ["SimResult", "TEST_MODULE", "TOPLEVEL", "compare_traces", "run_rtl", "spikes_compared"]
+__all__ = ["HARNESSES", "SimResult", "TEST_MODULE", "TOPLEVEL", "compare_traces", "compile_rtl", "run_rtl",
+           "spikes_compared"]
 
 TOPLEVEL = "hwgen_top"
 TEST_MODULE = "hwgen.sim.tb_top"
@@ -138,11 +139,27 @@ def _capture_harness(verilog: str) -> str:
                                    widths["counts"], widths["prediction"])
 
 
+def compile_rtl(verilog: Path, simulator: str, build_dir: Path, harness: str = "cocotb",
+                waves: bool = False, libraries: dict[str, str] | None = None) -> tuple[object, Path, float]:
+    """Build ``verilog`` with ``harness``'s testbench for ``simulator`` under ``build_dir``
+    (reused while nothing changed): the cocotb runner, the build folder and the seconds spent."""
+    testbench = HARNESSES[harness]
+    work = (Path(build_dir) / (simulator if testbench.per_cycle else f"{simulator}_{harness}")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    runner = make_runner(simulator, testbench.verilator_main)
+    runner.log = logging.getLogger("hwgen.simulate.cocotb")
+    seconds = compile_verilog(runner, simulator, Path(verilog), work, waves, testbench.toplevel,
+                              libraries={**(libraries or {}), **testbench.libraries(Path(verilog).read_text())},
+                              extra_args=testbench.extra_args.get(simulator, ()))
+    return runner, work, seconds
+
+
 def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: GoldenTrace,
             simulator: str = "verilator", build_dir: Path = Path("build/sim"),
             stall: bool = False, stall_seed: int = 1, waves: bool = False,
             weights: dict[int, np.ndarray] | None = None,
-            libraries: dict[str, str] | None = None, harness: str = "cocotb") -> SimResult:
+            libraries: dict[str, str] | None = None, harness: str = "cocotb",
+            run_dir: Path | None = None) -> SimResult:
     """Simulate ``verilog`` (a ``hwgen_top`` generated for ``qnet``) on ``inputs``.
 
     ``inputs`` is ``[B, T, *input_shape]`` 0/1 spikes (or direct values) and ``golden`` the golden model's
@@ -152,7 +169,9 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
     random numbers of cycles (seeded by ``stall_seed``); the results must not change.
     ``waves`` records every signal (``hwgen_top.fst`` for Icarus, ``dump.vcd`` for
     Verilator, in the build directory); it recompiles and slows the run down. One build
-    directory serves one run at a time.
+    directory serves one run at a time, unless each run has its own ``run_dir`` (where the
+    stimulus, the results and the log go; default the build directory) and the build is
+    already there.
 
     Mismatches are returned in the ``SimResult``, not raised. ``HwgenError`` is raised
     when the simulation cannot be run or does not finish (compile error, crash, hang
@@ -192,24 +211,20 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
     if x.shape[2] != qnet.input_size:
         raise HwgenError(f"inputs have {x.shape[2]} values per timestep, the network "
                          f"takes {qnet.input_size}")
-    if timesteps != qnet.timesteps:
+    if timesteps > qnet.timesteps:  # fewer are fine: the input's `last` tick ends an inference
         raise HwgenError(f"inputs have {timesteps} timesteps but the hardware was generated "
-                         f"for {qnet.timesteps} (its counters are sized for that)")
+                         f"for {qnet.timesteps}: its readout counters hold at most {qnet.timesteps} spikes")
     if golden.batch != samples or int(golden.spikes[0].shape[1]) != timesteps:
         raise HwgenError("the golden trace does not belong to these inputs "
                          f"({golden.batch} samples, {samples} given)")
 
     from cocotb_tools.check_results import get_results
 
-    work = (Path(build_dir) / (simulator if testbench.per_cycle else f"{simulator}_{harness}")).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    runner = make_runner(simulator, testbench.verilator_main)
-    runner.log = logging.getLogger("hwgen.simulate.cocotb")
-    compile_seconds = compile_verilog(runner, simulator, verilog, work, waves, testbench.toplevel,
-                                      libraries={**(libraries or {}), **testbench.libraries(verilog.read_text())},
-                                      extra_args=testbench.extra_args.get(simulator, ()))
+    runner, work, compile_seconds = compile_rtl(verilog, simulator, build_dir, harness, waves, libraries)
 
-    vectors, results, xml, log = (work / n for n in
+    run_dir = Path(run_dir).resolve() if run_dir else work
+    run_dir.mkdir(parents=True, exist_ok=True)
+    vectors, results, xml, log = (run_dir / n for n in
                                   ("vectors.npz", "results.json", "results.xml", "sim.log"))
     for stale in (results, xml):
         stale.unlink(missing_ok=True)
@@ -224,12 +239,12 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
         # sys.exit() on a failed test, and mismatches are a result here, not an exit.
         "PYTEST_CURRENT_TEST": None,
         # the capture harness opens these names in the simulator's folder (hwgen.simulate.capture)
-        "HWGEN_CAPTURE_IN": str(work / capture.CAPTURE_IN),
-        "HWGEN_CAPTURE_OUT": str(work / capture.CAPTURE_OUT),
+        "HWGEN_CAPTURE_IN": str(run_dir / capture.CAPTURE_IN),
+        "HWGEN_CAPTURE_OUT": str(run_dir / capture.CAPTURE_OUT),
     }
     report, run_seconds = run_testbench(runner, simulator, f"simulation of {verilog}", work, env,
                                         results, xml, log, test_module=testbench.test_module,
-                                        toplevel=testbench.toplevel, waves=waves)
+                                        toplevel=testbench.toplevel, waves=waves, run_dir=run_dir)
     try:
         get_results(xml)
     except RuntimeError as e:

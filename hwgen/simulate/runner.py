@@ -175,10 +175,12 @@ def compile_verilog(runner, simulator: str, verilog: Path, work: Path, waves: bo
 
 def run_testbench(runner, simulator: str, what: str, work: Path, env: dict[str, str | None],
                   results: Path, xml: Path, log: Path, *, test_module: str, toplevel: str,
-                  waves: bool = False) -> tuple[dict, float]:
+                  waves: bool = False, run_dir: Path | None = None) -> tuple[dict, float]:
     """Run the cocotb ``test_module`` on the simulator built in ``work``, with ``env`` set
     (``environ``) and this checkout importable (the testbenches live in ``sim/``); returns
-    the results JSON the testbench wrote to ``results`` and the seconds it ran.
+    the results JSON the testbench wrote to ``results`` and the seconds it ran. The
+    simulator starts in ``run_dir`` (default ``work``): runs of one build in different
+    folders can go at the same time.
 
     Raises ``HwgenError`` naming ``what`` when the run fails to start or the testbench did
     not report a complete run, with the tail of ``log``.
@@ -190,7 +192,7 @@ def run_testbench(runner, simulator: str, what: str, work: Path, env: dict[str, 
     try:
         with environ(**env):
             runner.test(test_module=test_module, hdl_toplevel=toplevel,
-                        hdl_toplevel_lang="verilog", build_dir=work, test_dir=work,
+                        hdl_toplevel_lang="verilog", build_dir=work, test_dir=run_dir or work,
                         results_xml=str(xml), timescale=TIMESCALE, waves=waves,
                         log_file=log)
     except (RuntimeError, SystemExit) as e:

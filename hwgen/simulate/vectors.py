@@ -57,7 +57,8 @@ def write_vectors(path: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Go
              prediction=np.asarray(golden.prediction, dtype=np.int64),
              streams=np.array(json.dumps(streams)),
              fanout=np.array([fanout_bound(layer) for layer in layers]),
-             count_bits=count_bits(qnet.timesteps), timesteps=qnet.timesteps,
+             # the counters are as wide as the hardware's T; the samples may be shorter
+             count_bits=count_bits(qnet.timesteps), timesteps=inputs.shape[1],
              **{f"weights_{k}": w for k, w in (weights or {}).items()},
              weight_addr_bits=np.array(json.dumps(
                  {k: max(0, (len(w) - 1).bit_length()) for k, w in (weights or {}).items()})))
