@@ -56,6 +56,7 @@ def test_both_harnesses_give_the_same_report(generated):
         assert main(["sim", str(generated), "--samples", "5", "--harness", harness]) == 0
         reports[harness] = json.loads((generated / "sim_report.json").read_text())
     assert reports["auto"].pop("harness") == "capture" and reports["cocotb"].pop("harness") == "cocotb"
+    assert reports["auto"].pop("run")["sim_cycles"] > 0 and reports["cocotb"].pop("run")["sim_cycles"] > 0
     assert reports["auto"] == reports["cocotb"]
 
 
@@ -68,7 +69,7 @@ def test_sim_with_an_inputs_file(generated, tmp_path):
 
 @pytest.mark.parametrize("array,message", [
     (np.zeros((3, 8, 16), np.uint8), "expected [samples, timesteps, 1, 4, 4]"),
-    (np.zeros((3, 5, 1, 4, 4), np.uint8), "5 timesteps, but the hardware was generated for 8"),
+    (np.zeros((3, 10, 1, 4, 4), np.uint8), "10 timesteps, but the hardware was generated for 8"),
     (np.zeros((3, 8, 1, 4, 4), np.float32), "dtype float32"),
     (np.full((3, 8, 1, 4, 4), 2, np.int64), "values 2..2"),
 ])
@@ -76,6 +77,55 @@ def test_sim_refuses_bad_input_files(generated, tmp_path, capsys, array, message
     np.save(tmp_path / "x.npy", array)
     assert main(["sim", str(generated), "--inputs", str(tmp_path / "x.npy")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_sim_accepts_samples_shorter_than_the_hardware(generated, tmp_path):
+    """The input's `last` tick ends an inference: 5-step samples on 8-step hardware are checked
+    against the golden model's 5 steps."""
+    x = (np.random.default_rng(6).random((4, 5, 1, 4, 4)) < 0.4).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["sim", str(generated), "--inputs", str(tmp_path / "x.npy")]) == 0
+    report = json.loads((generated / "sim_report.json").read_text())
+    assert (report["samples"], report["timesteps"], report["mismatches"]) == (4, 5, 0)
+    assert report["spikes_compared"] == 4 * 5 * (12 + 4) + 4 * (4 + 1)
+
+
+def test_sim_samples_all(generated, tmp_path, capsys):
+    x = (np.random.default_rng(7).random((7, 8, 1, 4, 4)) < 0.3).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["sim", str(generated), "--inputs", str(tmp_path / "x.npy"), "--samples", "all"]) == 0
+    assert json.loads((generated / "sim_report.json").read_text())["samples"] == 7
+    # the design was generated without --data: there is no held-out set to take all of
+    assert main(["sim", str(generated), "--samples", "all"]) == 2
+    assert "--samples all: OUT holds no held-out data" in capsys.readouterr().err
+    assert main(["sim", str(generated), "--samples", "most"]) == 2
+    assert "expected a number of samples (at least 1) or 'all', got 'most'" in capsys.readouterr().err
+
+
+def test_sim_catches_a_flipped_weight_bit_in_the_verilog(generated, tmp_path, capsys):
+    """One bit of one weight word of the first layer, flipped in hwgen_top.v (the fast capture
+    harness runs): the sign of lane 4's weight from input 0, so the error names neuron 4 of
+    layer 0."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in generated.iterdir():
+        if f.is_file():
+            (broken / f.name).write_bytes(f.read_bytes())
+    verilog = (broken / "hwgen_top.v").read_text()
+    word = re.search(r"weights\[0\] = (\d+)'h([0-9a-f]+);", verilog)  # the first layer's first word
+    assert word, "no first weight word in the Verilog"
+    bits = int(word.group(1))
+    flipped = f"{int(word.group(2), 16) ^ (1 << (bits - 1)):0{len(word.group(2))}x}"  # a lane's sign bit
+    (broken / "hwgen_top.v").write_text(verilog[:word.start(2)] + flipped + verilog[word.end(2):])
+    np.save(tmp_path / "x.npy", (np.random.default_rng(8).random((4, 8, 1, 4, 4)) < 0.3).astype(np.uint8))
+    assert main(["sim", str(broken), "--inputs", str(tmp_path / "x.npy")]) == 1
+    report = json.loads((broken / "sim_report.json").read_text())
+    assert report["harness"] == "capture"
+    assert (report["first_mismatch"]["layer"], report["first_mismatch"]["neuron"]) == (0, 4)
+    assert re.search(r"mismatches between RTL and golden model; first: sample 0, layer 0, timestep \d+, "
+                     r"neuron 4, expected 1, got 0", capsys.readouterr().err)
+    # the same samples through the unbroken design pass
+    assert main(["sim", str(generated), "--inputs", str(tmp_path / "x.npy")]) == 0
 
 
 def test_sim_fails_and_names_the_first_mismatch(generated, tmp_path, capsys):
@@ -102,9 +152,9 @@ def test_sim_fails_and_names_the_first_mismatch(generated, tmp_path, capsys):
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--samples", "50"]) == 0
+    assert main(["demo", "--out", str(out)]) == 0  # all 450 held-out digits
     report = json.loads((out / "sim_report.json").read_text())
-    assert report["samples"] == 50 and report["mismatches"] == 0
+    assert report["samples"] == 450 and report["mismatches"] == 0 and report["harness"] == "capture"
     assert report["accuracy_rtl"] >= 0.85
     assert abs(report["accuracy_rtl"] - report["accuracy_float"]) <= 0.02
     assert report["cycles_vs_model_max"] == 1.0  # the cost model is cycle-exact
@@ -115,9 +165,9 @@ def test_demo_end_to_end(tmp_path, capsys):
 @pytest.mark.slow
 def test_conv_demo_end_to_end(tmp_path):
     out = tmp_path / "demo_conv"
-    assert main(["demo", "--model", "conv", "--out", str(out), "--samples", "50"]) == 0
+    assert main(["demo", "--model", "conv", "--out", str(out)]) == 0
     report = json.loads((out / "sim_report.json").read_text())
-    assert report["samples"] == 50 and report["mismatches"] == 0
+    assert report["samples"] == 450 and report["mismatches"] == 0
     assert report["accuracy_rtl"] >= 0.85
     kinds = [layer["type"] for layer in json.loads((out / "report.json").read_text())["hardware"]["layers"]]
     assert kinds == ["conv2d_lif", "max_pool2d", "flatten", "dense_lif"]

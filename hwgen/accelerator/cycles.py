@@ -33,7 +33,7 @@ def chain_stages(qnet: QuantNetwork, parallel: int, trace: GoldenTrace, sample: 
     units, _, _ = plan_units(qnet)
     tokens: list[np.ndarray] | None = None  # per timestep, the input tokens' C-order addresses
     if inputs is not None:
-        x = np.asarray(inputs[sample]).reshape(int(qnet.timesteps), -1)
+        x = np.asarray(inputs[sample]).reshape(len(inputs[sample]), -1)  # the sample's own T
         tokens = [np.flatnonzero(row) for row in x]
     stages: list[Stage] = []
     for unit in units:
@@ -64,7 +64,7 @@ def graph_model(qnet: QuantNetwork, parallel: int, trace: GoldenTrace, sample: i
     its inputs' tokens in input order, so a convolution after a join sees its events in that
     order rather than the arbiter's."""
     plan = plan_graph(qnet)
-    x = np.asarray(inputs[sample]).reshape(int(qnet.timesteps), -1)
+    x = np.asarray(inputs[sample]).reshape(len(inputs[sample]), -1)  # the sample's own T
     number: dict[tuple, int] = {}  # (unit or None, port, "out"/"in") -> link
     for n, link in enumerate(plan.links):
         number[(link.source, link.source_port, "out")] = n
