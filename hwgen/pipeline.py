@@ -7,7 +7,6 @@ functions here; each stage is a call into its own module and data only flows for
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,13 +271,12 @@ def simulate(out: Path, samples: int | str | None = None, inputs: str | None = N
     where = f"Dask at {scheduler}" if scheduler else f"{jobs} process{'es' if jobs > 1 else ''}"
     progress(f"sim: {simulator} + cocotb ({harness} harness), {len(x)} samples, {where}")
     state = {"samples": 0, "mismatches": 0, "cycles": 0}
-    started = time.perf_counter()
 
-    def shard_done(part) -> None:
+    def shard_done(part, seconds: float) -> None:
         state["samples"] += part.samples
         state["mismatches"] += part.mismatches
         state["cycles"] += part.sim_cycles
-        rate = state["cycles"] / max(time.perf_counter() - started, 1e-9)
+        rate = state["cycles"] / max(seconds, 1e-9)
         progress(f"sim: {state['samples']}/{len(x)} samples, {state['mismatches']} mismatches, "
                  f"{rate:,.0f} cycles/s", completed=state["samples"], total=len(x))
 

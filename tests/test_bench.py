@@ -111,6 +111,14 @@ def test_quick_mode_end_to_end(tmp_path, monkeypatch):
         assert abs(r["measured_over_cost_model"] - 1) <= 0.10, (r.get("network", r.get("model")),
                                                                  r["measured_over_cost_model"])
 
+    # `hwgen sim`'s harness over the whole held-out set of the digits MLP, checked spike for spike
+    speed = {t["model"]: t for t in stored["tool_speed"]}["digits_mlp"]
+    assert speed["whole_set"]["samples"] == 450 and speed["whole_set"]["harness"] == "capture"
+    assert speed["whole_set"]["cycles_per_second"] > 0
+    assert stored["acceptance"]["sim_speed"]["digits_mlp"]["cycles_per_second"] == \
+        speed["whole_set"]["cycles_per_second"]
+    assert all(r["sim"]["harness"] == "capture" for r in stored["runs"])
+
     sweep = sorted(stored["rate_sweep"]["rows"], key=lambda r: r["rate"])
     cycles = [r["cycles_mean"] for r in sweep]
     assert cycles == sorted(cycles)  # more input events, more cycles

@@ -21,7 +21,7 @@ def layer_kind(layer) -> str:
 
 
 def measure(qnet: QuantNetwork, parallel: int, verilog: Path, x: np.ndarray, simulator: str,
-            build_dir: Path) -> dict:
+            build_dir: Path, harness: str = "capture") -> dict:
     """Simulate ``verilog`` on ``x`` and return measured cycles, bounds and their ratios.
 
     A single mismatch against the golden model is an error: benchmark numbers of a design
@@ -30,7 +30,7 @@ def measure(qnet: QuantNetwork, parallel: int, verilog: Path, x: np.ndarray, sim
     started = time.perf_counter()
     trace = golden.run(qnet, x)
     golden_seconds = time.perf_counter() - started
-    result = run_rtl(verilog, qnet, x, trace, simulator=simulator, build_dir=build_dir)
+    result = run_rtl(verilog, qnet, x, trace, simulator=simulator, build_dir=build_dir, harness=harness)
     if result.mismatches:
         raise HwgenError(f"{verilog}: {result.mismatches} mismatches between RTL and golden model "
                          f"({simulator}); first: {result.first_mismatch}")
@@ -76,7 +76,7 @@ def measure(qnet: QuantNetwork, parallel: int, verilog: Path, x: np.ndarray, sim
         "spikes_compared": int(result.spikes_compared),
         "mismatches": int(result.mismatches),
         "predictions": [int(p) for p in result.predictions],
-        "sim": {"simulator": simulator, "compile_seconds": round(result.compile_seconds, 2),
+        "sim": {"simulator": simulator, "harness": harness, "compile_seconds": round(result.compile_seconds, 2),
                 "run_seconds": round(result.run_seconds, 2), "sim_cycles": int(result.sim_cycles),
                 "cycles_per_second": round(result.cycles_per_second, 1)},
         "golden_samples_per_second": float(len(x) / golden_seconds) if golden_seconds > 0 else None,

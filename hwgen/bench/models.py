@@ -47,6 +47,8 @@ class BenchModel:
     weight_bits: int = 8
     per_channel: bool = False
     reset: str | None = None  # NIR only: the reset the graph's exporter used (``--reset``)
+    # the samples of the tool-speed run of the whole set (default: the held-out ones)
+    speed_inputs: Callable[[], np.ndarray] | None = field(default=None, compare=False, repr=False)
 
     def options(self, parallel: int, weight_bits: int | None = None, **extra) -> GenerateOptions:
         return GenerateOptions(weights=self.weights, input_shape=None if self.source.endswith(".nir")
@@ -83,12 +85,15 @@ def _digits_inputs(name: str) -> Callable[[], Inputs]:
     return load
 
 
-def _cnn_inputs() -> Inputs:
+def _cnn_binned(samples: int, seed: int) -> np.ndarray:
     # The NIR file carries no data set: DVS-like synthetic events (an edge sweeping across
     # the 34x34 sensor plus noise, hwgen/events.py) binned into the model's timesteps.
-    def binned(samples: int, seed: int) -> np.ndarray:
-        events = synthetic_dvs(samples, 34, 34, duration_us=100_000, seed=seed)
-        return np.stack([bin_events(e, (2, 34, 34), CNN_TIMESTEPS, duration=100_000) for e in events])
+    events = synthetic_dvs(samples, 34, 34, duration_us=100_000, seed=seed)
+    return np.stack([bin_events(e, (2, 34, 34), CNN_TIMESTEPS, duration=100_000) for e in events])
+
+
+def _cnn_inputs() -> Inputs:
+    binned = _cnn_binned
     return Inputs(binned(32, 1), binned(16, 11), None,
                   f"synthetic DVS events (moving edge + noise, hwgen.events.synthetic_dvs), T={CNN_TIMESTEPS}")
 
@@ -116,7 +121,8 @@ MODELS: dict[str, BenchModel] = {
                               str(_spec("conv").checkpoint), _spec("conv").input_shape, _spec("conv").timesteps,
                               (1, 2, 4, 8), (4,), _digits_inputs("conv")),
     "cnn_sinabs": BenchModel("cnn_sinabs", "NIR paper N-MNIST CNN (cnn_sinabs.nir)", str(CNN_NIR), None,
-                             (2, 34, 34), CNN_TIMESTEPS, (4, 8), (), _cnn_inputs, samples_full=3),
+                             (2, 34, 34), CNN_TIMESTEPS, (4, 8), (), _cnn_inputs, samples_full=3,
+                             speed_inputs=lambda: _cnn_binned(64, 12)),
     "mnist784": BenchModel("mnist784", "MNIST-scale LIF MLP 784-128-10", _spec("mnist784").factory,
                            str(_spec("mnist784").checkpoint), _spec("mnist784").input_shape,
                            _spec("mnist784").timesteps, (2, 8, 32, 128), (8,), _digits_inputs("mnist784"),

@@ -128,21 +128,30 @@ def render_markdown(res: dict, json_name: str) -> str:
         out.append(f"| {res['models'].get(model, {}).get('title', model)} | {board} | "
                    f"{sum(p['fits'] for p in group)} of {len(group)} | {text} |")
     out += ["", "![Pareto](plots/pareto.png)", "", "## Tool speed", "",
-            "Simulated cycles per second under the cocotb testbench (which checks every spike, stepping each "
-            "clock cycle from Python) and with a plain Verilog testbench that only streams the input "
-            "(`hwgen/bench/hdl_driver.py`; its cycles and predictions must equal the cocotb run's and the golden "
-            "model's). `harness` = share of a cocotb run's time spent in the harness at equal simulated cycles.", "",
-            "| model | P | cycles / inference | Verilator cocotb / plain cycles/s | harness | Icarus cocotb / plain "
-            "cycles/s | harness | Verilator / Icarus (cocotb) | Verilator compile s | golden samples/s | generate s | builds s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "Simulated cycles per second (clock cycles, reset and idle ones included, over the simulator process's "
+            "wall-clock time, start-up included). `hwgen sim` runs the capture harness (hwgen/simulate/capture.py: "
+            "the simulator drives the input and records every tap token, Python checks every spike once per run); "
+            "`per-cycle` is the cocotb testbench that steps every clock cycle from Python (sim/tb_top.py, what "
+            "`hwgen sim` ran before); `plain` a Verilog testbench that only streams the input "
+            "(`hwgen/bench/hdl_driver.py`; its cycles and predictions must equal the checked run's). `run` = the "
+            "samples of the model's run above; `whole set` = every held-out sample (64 event samples for the "
+            "N-MNIST CNN), the speed a user checking a data set sees.", "",
+            "| model | P | cycles / inference | hwgen sim, Verilator: run / whole set (samples) | per-cycle Verilator | "
+            "whole set / per-cycle | plain Verilator | whole set / plain | hwgen sim, Icarus / plain Icarus | "
+            "Verilator / Icarus (hwgen sim, run) | Verilator compile s | golden samples/s | generate s | builds s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in res["tool_speed"]:
-        v, i = t.get("verilator") or {}, t.get("icarus") or {}
+        v, i, pc = t.get("verilator") or {}, t.get("icarus") or {}, t.get("per_cycle") or {}
+        whole = t.get("whole_set") or {}
         plain = t.get("plain_testbench") or {}
         pv, pi = plain.get("verilator") or {}, plain.get("icarus") or {}
         builds_s = ", ".join(f"{k}: {s:.0f}" for k, s in (t.get("build_seconds") or {}).items()) or "-"
+        whole_text = f"{_f(whole.get('cycles_per_second'))} ({whole['samples']})" if whole else "-"
         out.append(f"| {res['models'][t['model']]['title']} | {t['parallel']} | {_f(t['cycles_per_inference'])} | "
-                   f"{_f(v.get('cycles_per_second'))} / {_f(pv.get('cycles_per_second'))} | {_pct(pv.get('harness_share'))} | "
-                   f"{_f(i.get('cycles_per_second'))} / {_f(pi.get('cycles_per_second'))} | {_pct(pi.get('harness_share'))} | "
+                   f"{_f(v.get('cycles_per_second'))} / {whole_text} | {_f(pc.get('cycles_per_second'))} | "
+                   f"{_f(t.get('whole_set_over_per_cycle'), '{:.1f}')} | {_f(pv.get('cycles_per_second'))} | "
+                   f"{_f(t.get('whole_set_over_plain'), '{:.2f}')} | "
+                   f"{_f(i.get('cycles_per_second'))} / {_f(pi.get('cycles_per_second'))} | "
                    f"{_f(t.get('verilator_over_icarus'), '{:.1f}')} | {_compile_seconds(v)} | "
                    f"{_f(t['golden_samples_per_second'])} | {t['generate_seconds']:.1f} | {builds_s} |")
     acc = res["acceptance"]
@@ -154,6 +163,11 @@ def render_markdown(res: dict, json_name: str) -> str:
     if "cycles_over_dense_at_5pct" in acc:
         out.append(f"- MNIST-scale at 5% input activity: cycles / dense baseline = {acc['cycles_over_dense_at_5pct']:.3f} "
                    f"({'<=' if acc['event_driven_at_5pct_within_one_fifth'] else '>'} 0.2)")
+    for model, a in acc.get("sim_speed", {}).items():
+        out.append(f"- `hwgen sim` on {res['models'][model]['title']}, whole set: {a['cycles_per_second']:,.0f} cycles/s "
+                   f"({'>=' if a['at_least_1M'] else '<'} 1M); {_f(a['over_per_cycle_cocotb'], '{:.1f}')}x the per-cycle "
+                   f"testbench, {_f(a['over_plain_testbench'], '{:.2f}')} of the plain testbench; Verilator / Icarus "
+                   f"{_f(a['verilator_over_icarus'], '{:.1f}')}")
     if "mnist784_icebreaker" in acc:
         a = acc["mnist784_icebreaker"]
         out.append("- MNIST-scale on iCE40UP5K (`--parallel auto`): " + (

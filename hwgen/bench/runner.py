@@ -62,6 +62,9 @@ class Plan:
     sweep_boards: tuple[str, ...] = ("icebreaker", "ulx3s-85f", "orangecrab-25f", "tangnano9k")
     # model -> simulators that also run the plain Verilog testbench (hdl_driver.py)
     plain_simulators: dict = field(default_factory=dict)
+    # models whose whole sample set (BenchModel.speed_inputs, else the held-out set) runs
+    # through `hwgen sim`'s harness once more: the speed a user checking a data set sees
+    speed_models: tuple[str, ...] = ()
     auto_build: bool = False
 
 
@@ -81,6 +84,7 @@ QUICK = Plan(
     rate_model="mnist784", rate_parallel=8, rates=(0.01, 0.05, 0.2), rate_samples=2,
     all_active_check=False, speed_both_simulators=False, builds=(),
     sweep_models=("mnist784",), plain_simulators={"digits_mlp": ("icarus",)},
+    speed_models=("digits_mlp",),
 )
 
 FULL = Plan(
@@ -99,6 +103,7 @@ FULL = Plan(
             ("braille_subtract", 1, "icebreaker")),
     sweep_models=("digits_mlp", "mnist784"), auto_build=True,
     plain_simulators={key: ("verilator", "icarus") for key in ("digits_mlp", "mnist784")},
+    speed_models=("digits_mlp", "cnn_sinabs"),
 )
 
 PLANS = {"quick": QUICK, "full": FULL}
@@ -416,8 +421,10 @@ class Bench:
     # ---- 5. tool speed
 
     def run_tool_speed(self) -> None:
-        """Per model: both simulators under cocotb, and (where the plan says) the same samples
-        through the plain Verilog testbench, which shows how much of a run is the harness."""
+        """Per model: the run's samples under `hwgen sim`'s capture harness on both simulators,
+        under the per-cycle cocotb testbench (what `hwgen sim` ran before the capture harness),
+        and (where the plan says) under the plain Verilog testbench, which shows how much of a
+        run is the harness; for ``speed_models`` the whole sample set once more."""
         from .hdl_driver import run_hdl
 
         rows = []
@@ -436,15 +443,28 @@ class Bench:
             design = load_design(out)
             x = self.inputs(key).heldout[:run["samples"]]
             other = "icarus" if run["sim"]["simulator"] == "verilator" else "verilator"
+
+            def again(simulator: str, harness: str, samples: np.ndarray) -> dict:
+                result = measure(design.qnet, run["parallel"], out / "hwgen_top.v", samples, simulator,
+                                 self.sim_dir(key, run["parallel"]), harness=harness)
+                if len(samples) == len(x) and result["cycles"] != run["cycles"]:
+                    raise HwgenError(f"{key}: {simulator} ({harness}) counts different cycles than the run")
+                return result
+
             if self.plan.speed_both_simulators:
-                self.progress(f"tool speed {MODELS[key].title}: {other} under cocotb")
-                again = measure(design.qnet, run["parallel"], out / "hwgen_top.v", x, other,
-                                self.sim_dir(key, run["parallel"]))
-                if again["cycles"] != run["cycles"]:
-                    raise HwgenError(f"{key}: {other} counts different cycles than {run['sim']['simulator']}")
-                row[other] = again["sim"]
+                self.progress(f"tool speed {MODELS[key].title}: {other}, capture harness")
+                row[other] = again(other, "capture", x)["sim"]
+                self.progress(f"tool speed {MODELS[key].title}: verilator, per-cycle cocotb testbench")
+                row["per_cycle"] = again("verilator", "cocotb", x)["sim"]
             if "verilator" in row and "icarus" in row and row["icarus"]["cycles_per_second"]:
                 row["verilator_over_icarus"] = row["verilator"]["cycles_per_second"] / row["icarus"]["cycles_per_second"]
+            if key in self.plan.speed_models:
+                whole = MODELS[key].speed_inputs() if MODELS[key].speed_inputs else self.inputs(key).heldout
+                self.progress(f"tool speed {MODELS[key].title}: verilator, capture harness, {len(whole)} samples")
+                row["whole_set"] = {"samples": len(whole), **again("verilator", "capture", whole)["sim"]}
+                if row.get("per_cycle", {}).get("cycles_per_second"):
+                    row["whole_set_over_per_cycle"] = (row["whole_set"]["cycles_per_second"]
+                                                       / row["per_cycle"]["cycles_per_second"])
             plain = {}
             for sim in self.plan.plain_simulators.get(key, ()):
                 self.progress(f"tool speed {MODELS[key].title}: {sim}, plain Verilog testbench")
@@ -456,8 +476,12 @@ class Bench:
                                      f"{result['predictions']} vs golden {expected})")
                 plain[sim] = result
                 if sim in row and row[sim]["cycles_per_second"]:
-                    # share of a cocotb run's time the harness takes, at equal simulated cycles
+                    # share of a harness run's time the harness takes, at equal simulated cycles
+                    # (negative: the capture harness runs faster than the plain testbench)
                     result["harness_share"] = 1 - row[sim]["cycles_per_second"] / result["cycles_per_second"]
+            if "whole_set" in row and plain.get("verilator"):
+                row["whole_set_over_plain"] = (row["whole_set"]["cycles_per_second"]
+                                               / plain["verilator"]["cycles_per_second"])
             if plain:
                 row["plain_testbench"] = plain
             builds = [b for b in self.results.get("builds", []) if b["model"] == key and b.get("ok")]
@@ -536,6 +560,14 @@ def acceptance(results: dict) -> dict:
         if five:
             checks["cycles_over_dense_at_5pct"] = five[0]["cycles_over_dense"]
             checks["event_driven_at_5pct_within_one_fifth"] = five[0]["cycles_over_dense"] <= 0.2
+    speed = [t for t in results.get("tool_speed", []) if "whole_set" in t]
+    if speed:  # `hwgen sim` at simulator speed: the whole set's rate against the others
+        checks["sim_speed"] = {t["model"]: {
+            "cycles_per_second": t["whole_set"]["cycles_per_second"],
+            "at_least_1M": t["whole_set"]["cycles_per_second"] >= 1e6,
+            "over_per_cycle_cocotb": t.get("whole_set_over_per_cycle"),
+            "over_plain_testbench": t.get("whole_set_over_plain"),
+            "verilator_over_icarus": t.get("verilator_over_icarus")} for t in speed}
     auto = results.get("auto")
     if auto:
         checks["mnist784_icebreaker"] = {k: auto.get(k) for k in ("ok", "parallel", "lut", "bram", "spram", "fmax_mhz",

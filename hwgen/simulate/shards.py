@@ -103,9 +103,10 @@ def run_sharded(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: G
                 simulator: str, harness: str, build_dir: Path, jobs: int = 1,
                 scheduler: str | None = None, weights: dict | None = None,
                 libraries: dict[str, str] | None = None,
-                done: Callable[[SimResult], None] | None = None) -> SimResult:
+                done: Callable[[SimResult, float], None] | None = None) -> SimResult:
     """``run_rtl`` over ``inputs`` in shards (``shard_bounds``) on ``jobs`` local processes or
-    on the Dask cluster at ``scheduler``; ``done`` sees each shard's result as it finishes.
+    on the Dask cluster at ``scheduler``; ``done`` sees each shard's result as it finishes,
+    with the seconds since the shards started (the compile before them not counted).
     ``run_seconds`` of the result is the wall-clock time of the whole run."""
     text = Path(verilog).read_text()
     # compiled once here for the local workers, which share it; a cluster's compile their own
@@ -120,7 +121,7 @@ def run_sharded(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: G
               for i, (a, b) in enumerate(bounds)]
     started = time.perf_counter()
     results = run_tasks(run_shard, shards, jobs=jobs, scheduler=scheduler,
-                        done=(lambda _, r: done(r)) if done else None)
+                        done=(lambda _, r: done(r, time.perf_counter() - started)) if done else None)
     merged = merge(results)
     return replace(merged, run_seconds=time.perf_counter() - started,
                    compile_seconds=max(compile_seconds, merged.compile_seconds))
