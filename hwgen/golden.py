@@ -30,6 +30,14 @@ class GoldenTrace:
     synaptic_ops: torch.Tensor  # [B] int64, weight additions an event-driven engine performs
     layer_ops: list[torch.Tensor]  # per spiking layer: [B, T] int64, the same per timestep
     layer_events: list[torch.Tensor]  # per spiking layer: [B, T] int64, input events (tokens)
+    # per spiking layer: [B, *golden_input_shape] bool, the input addresses that carried at
+    # least one event in the inference (the weights an event-driven engine read: coverage)
+    layer_inputs: list[torch.Tensor]
+    # per spiking layer: [B, 2] int64, min and max over the inference of the unsaturated
+    # membrane sum ``a`` (whether the saturation to ``state_bits`` took effect)
+    membrane_extremes: list[torch.Tensor]
+    # per spiking layer: [B, 2] int64 of the unsaturated synaptic current ``j`` (CuBa), else None
+    current_extremes: list[torch.Tensor | None]
 
     @property
     def batch(self) -> int:
@@ -44,7 +52,10 @@ class GoldenTrace:
         return GoldenTrace(spikes=[s[which] for s in self.spikes], counts=self.counts[which],
                            prediction=self.prediction[which], synaptic_ops=self.synaptic_ops[which],
                            layer_ops=[o[which] for o in self.layer_ops],
-                           layer_events=[e[which] for e in self.layer_events])
+                           layer_events=[e[which] for e in self.layer_events],
+                           layer_inputs=[i[which] for i in self.layer_inputs],
+                           membrane_extremes=[m[which] for m in self.membrane_extremes],
+                           current_extremes=[None if c is None else c[which] for c in self.current_extremes])
 
 
 def synaptic_input(layer: Synaptic, x: torch.Tensor) -> torch.Tensor:
@@ -106,6 +117,9 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
               for layer in synaptic]
     layer_ops = [torch.zeros(batch, timesteps, dtype=torch.int64) for _ in synaptic]
     layer_events = [torch.zeros(batch, timesteps, dtype=torch.int64) for _ in synaptic]
+    layer_inputs = [torch.zeros(batch, *layer.golden_input_shape, dtype=torch.bool) for layer in synaptic]
+    membrane_extremes: list = [None] * len(synaptic)
+    current_extremes: list = [None] * len(synaptic)
     sources = {layer.name: net.sources(layer) for layer in net.layers}  # once, not per timestep
     delayed = {e.source for edges in sources.values() for e in edges if e.delay}
     previous = {name: torch.zeros(batch, *net.node(name).output_shape, dtype=torch.int64) for name in delayed}
@@ -123,18 +137,35 @@ def run(net: QuantNetwork, inputs: torch.Tensor | np.ndarray,
             events = (x != 0).long() if direct else x
             layer_ops[n][:, t] = layer.event_fanout(events)
             layer_events[n][:, t] = events.reshape(batch, -1).sum(dim=1)
+            layer_inputs[n] |= events != 0
             s, states[n], a = layer.fire(states[n], layer.synaptic_input(x))
-            if membrane_range is not None:
-                _widen(membrane_range, n, a)
-            if current_range is not None:
-                _widen(current_range, n, getattr(states[n], "j", None))
+            membrane_extremes[n] = _extremes(membrane_extremes[n], a, batch)
+            current_extremes[n] = _extremes(current_extremes[n], getattr(states[n], "j", None), batch)
             spikes[n][:, t] = s.reshape(batch, -1).to(torch.uint8)
             outputs[layer.name] = s.long()
         previous = {name: outputs[name] for name in delayed}
+    for n in range(len(synaptic) if timesteps else 0):  # no timestep, nothing to widen
+        if membrane_range is not None:
+            _widen(membrane_range, n, membrane_extremes[n])
+        if current_range is not None:
+            _widen(current_range, n, current_extremes[n])
     counts = spikes[index[net.output_layer.name]].long().sum(dim=1)
     sops = sum(ops.sum(dim=1) for ops in layer_ops)
     return GoldenTrace(spikes=spikes, counts=counts, prediction=readout(counts), synaptic_ops=sops,
-                       layer_ops=layer_ops, layer_events=layer_events)
+                       layer_ops=layer_ops, layer_events=layer_events, layer_inputs=layer_inputs,
+                       membrane_extremes=membrane_extremes, current_extremes=current_extremes)
+
+
+def _extremes(extremes: torch.Tensor | None, values: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+    """``extremes`` ([B, 2]: per sample min and max so far) widened to cover ``values``
+    ([B, ...]); ``None`` for a layer without the quantity (``values`` is ``None``)."""
+    if values is None:
+        return extremes
+    flat = values.reshape(batch, -1)
+    now = torch.stack([flat.min(dim=1).values, flat.max(dim=1).values], dim=1)
+    if extremes is None:
+        return now
+    return torch.stack([torch.minimum(extremes[:, 0], now[:, 0]), torch.maximum(extremes[:, 1], now[:, 1])], dim=1)
 
 
 def _widen(ranges: list, n: int, values: torch.Tensor | None) -> None:

@@ -254,7 +254,7 @@ def simulate(out: Path, samples: int | str | None = None, inputs: str | None = N
     (``hwgen.simulate.shards``) on ``jobs`` local simulator processes or on the Dask cluster
     at ``scheduler``; the report does not depend on how they were spread."""
     from .distribute import validate
-    from .simulate import weight_memory_sources
+    from .simulate import measure_coverage, weight_memory_sources
     from .simulate.shards import run_sharded
 
     if simulator not in ("verilator", "icarus"):
@@ -302,6 +302,7 @@ def simulate(out: Path, samples: int | str | None = None, inputs: str | None = N
         report["accuracy_float"] = float((float_trace.prediction.numpy() == y).mean())
         report["accuracy_int"] = float((trace.prediction.numpy() == y).mean())
         report["accuracy_rtl"] = float((np.asarray(result.predictions) == y).mean())
+    report["coverage"] = measure_coverage(design.qnet, trace, design.parallel)  # what the samples exercised
     modelled = expected_cycles(design.qnet, design.parallel, trace, x)
     ratios = np.asarray(result.cycles, dtype=np.float64) / np.asarray(modelled, dtype=np.float64)
     report["cycles_model_mean"] = float(np.mean(modelled))

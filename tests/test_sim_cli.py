@@ -45,7 +45,11 @@ def test_sim_reports_zero_mismatches(generated, simulator, capsys):
     assert report["mismatches"] == 0 and report["first_mismatch"] is None
     assert report["spikes_compared"] == 4 * 8 * (12 + 4) + 4 * (4 + 1)
     assert report["cycles_per_inference_mean"] > 0
-    assert "0" in capsys.readouterr().out
+    coverage = report["coverage"]  # of the golden trace of the 4 samples (tests/test_sim_coverage.py)
+    assert coverage["samples"] == 4 and [layer["neurons"] for layer in coverage["layers"]] == [12, 4]
+    assert all(0 < layer["weight_words_read"] <= layer["weight_words"] for layer in coverage["layers"])
+    printed = capsys.readouterr().out
+    assert "0" in printed and "weight words read" in printed
 
 
 def test_both_harnesses_give_the_same_report(generated):
@@ -160,6 +164,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert report["cycles_vs_model_max"] == 1.0  # the cost model is cycle-exact
     printed = capsys.readouterr().out
     assert "mismatches" in printed and "accuracy RTL" in printed
+    # 4 of the 64 pixels never spike in the 450 held-out digits: their weights went unread
+    first = report["coverage"]["layers"][0]
+    assert first["weight_words_read"] * 64 == first["weight_words"] * (64 - 4) and first["low_coverage"]
+    assert "low coverage" in printed
 
 
 @pytest.mark.slow

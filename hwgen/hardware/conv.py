@@ -45,7 +45,7 @@ from .tokens import address_layout, token_signature
 if TYPE_CHECKING:  # the layer kinds build these engines; the engines only read the node's fields
     from ..kinds.conv import QuantConv2d
 
-__all__ = ["ConvLIFEngine", "axis_taps", "check_conv", "conv_tap_counts", "conv_weight_words"]
+__all__ = ["ConvLIFEngine", "axis_taps", "check_conv", "conv_tap_counts", "conv_weight_words", "conv_words_read"]
 
 
 def axis_taps(size: int, kernel: int, stride: int, padding: int, out_size: int
@@ -125,6 +125,30 @@ def conv_weight_words(layer: QuantConv2d, parallel: int) -> np.ndarray:
         block = layer.weight[cg * cog:(cg + 1) * cog, local]  # [C_out_g, kh, kw]
         words[ci, :, :, :cog] = np.transpose(block, (1, 2, 0))
     return words.reshape(c_in * kh * kw * G, P)
+
+
+def _tap_reach(size: int, kernel: int, stride: int, padding: int, out_size: int) -> np.ndarray:
+    """``[kernel, size]`` bool: tap ``k`` is in range for input coordinate ``i`` (``axis_taps``)."""
+    reach = np.zeros((kernel, size), dtype=bool)
+    for i, (first, taps, _) in enumerate(axis_taps(size, kernel, stride, padding, out_size)):
+        reach[first:first + stride * taps:stride, i] = True
+    return reach
+
+
+def conv_words_read(layer: QuantConv2d, parallel: int, active: np.ndarray) -> np.ndarray:
+    """Which words of :func:`conv_weight_words` the engine reads, ``[C_in * kh * kw * G]``
+    bool, when the input addresses ``active`` (``[C_in, H, W]`` bool) carry at least one event:
+    an event at ``(ci, y, x)`` walks the ``G`` words of each in-range tap ``(ky, kx)``, so a
+    tap's words are read once any active position of channel ``ci`` reaches it."""
+    c_in, h, w = layer.input_shape
+    _, h_out, w_out = layer.output_shape
+    (kh, kw), (sy, sx), (py, px) = layer.kernel, layer.stride, layer.padding
+    _, G = lanes_and_groups(layer.output_shape[0] // layer.groups, parallel)
+    ry = _tap_reach(h, kh, sy, py, h_out).astype(np.int64)  # [kh, H]
+    rx = _tap_reach(w, kw, sx, px, w_out).astype(np.int64)  # [kw, W]
+    active = np.asarray(active, dtype=np.int64).reshape(c_in, h, w)
+    taps = np.einsum("yi,cij,xj->cyx", ry, active, rx) > 0  # [C_in, kh, kw]
+    return np.repeat(taps.reshape(-1), G)
 
 
 def event_layout(layer: QuantConv2d, parallel: int, input_bits: int) -> data.StructLayout:

@@ -34,7 +34,7 @@ from .tokens import token_signature
 if TYPE_CHECKING:  # the layer kinds build these engines; the engines only read the node's fields
     from ..kinds.dense import QuantDense
 
-__all__ = ["DenseLIFEngine", "check_accumulator", "dense_weight_words"]
+__all__ = ["DenseLIFEngine", "check_accumulator", "dense_weight_words", "dense_words_read"]
 
 
 def check_accumulator(layer, weight: np.ndarray, input_max: int) -> None:
@@ -61,6 +61,14 @@ def dense_weight_words(layer: QuantDense, parallel: int) -> np.ndarray:
     weight = np.zeros((G * P, n_in), dtype=np.int64)
     weight[:n_out] = layer.weight
     return weight.reshape(G, P, n_in).transpose(2, 0, 1).reshape(n_in * G, P)
+
+
+def dense_words_read(layer: QuantDense, parallel: int, active: np.ndarray) -> np.ndarray:
+    """Which words of :func:`dense_weight_words` the engine reads, ``[in_features * G]`` bool,
+    when the inputs ``active`` (``[in_features]`` bool) carry at least one event: an event
+    ``j`` walks the ``G`` words ``j*G .. j*G + G-1``, and nothing else reads the memory."""
+    _, G = lanes_and_groups(layer.out_features, parallel)
+    return np.repeat(np.asarray(active, dtype=bool).reshape(layer.in_features), G)
 
 
 class DenseLIFEngine(wiring.Component):

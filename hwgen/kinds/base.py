@@ -11,7 +11,8 @@ Integer node: ``golden_step`` (``hwgen.golden``), ``plan_hardware`` and ``build_
 (``hwgen.accelerator.top``), ``unit_memories`` and ``logic_estimate`` (``hwgen.devices``),
 ``report_entry`` (``hwgen.report``). Nodes that hold neurons (``has_neurons``) add the
 synapse and neuron methods of ``hwgen.kinds.lif.SynapticLIF``: their state, their
-``geometry`` (folding onto lanes, the cost model's input); every kind gives the cost model
+``geometry`` (folding onto lanes, the cost model's input), the weight words a run read
+(``weight_words_read``, ``hwgen.simulate.coverage``); every kind gives the cost model
 its ``cost_stages`` (``hwgen.accelerator.cycles``).
 """
 

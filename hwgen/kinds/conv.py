@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from amaranth.lib import wiring
 
 from ..cost import EngineStage, Stage
-from ..hardware.conv import ConvLIFEngine, check_conv, conv_tap_counts, conv_weight_words
+from ..hardware.conv import ConvLIFEngine, check_conv, conv_tap_counts, conv_weight_words, conv_words_read
 from ..hardware.lanes import lanes_and_groups
 from ..hardware.memories import MemorySpec
 from ..hardware.tokens import is_map
@@ -186,6 +186,9 @@ class QuantConv2d(_ConvShape, SynapticLIF):
 
     def weight_words(self, parallel: int) -> np.ndarray:
         return conv_weight_words(self, parallel)
+
+    def weight_words_read(self, active: np.ndarray, parallel: int) -> np.ndarray:
+        return conv_words_read(self, parallel, active)
 
     def plan_hardware(self, stream: Stream) -> tuple[list[Unit], Stream]:
         shape = stream.shape

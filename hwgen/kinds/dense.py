@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from amaranth.lib import wiring
 
 from ..cost import EngineStage, Stage
-from ..hardware.dense import DenseLIFEngine, check_accumulator, dense_weight_words
+from ..hardware.dense import DenseLIFEngine, check_accumulator, dense_weight_words, dense_words_read
 from ..hardware.lanes import lanes_and_groups
 from ..hardware.memories import MemorySpec
 from ..hardware.tokens import is_map, shape_size
@@ -154,6 +154,9 @@ class QuantDense(_DenseShape, SynapticLIF):
 
     def weight_words(self, parallel: int) -> np.ndarray:
         return dense_weight_words(self, parallel)
+
+    def weight_words_read(self, active: np.ndarray, parallel: int) -> np.ndarray:
+        return dense_words_read(self, parallel, active)
 
     def _flat_input(self, stream: Stream, features: int, what: str, suffix: str = "") -> tuple[list[Unit], Stream]:
         """``stream`` as ``features`` flat inputs: a map through a flatten (the golden model

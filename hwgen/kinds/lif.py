@@ -328,6 +328,12 @@ class SynapticLIF(StateRails, Node):
         """The engine's weight memory contents, ``[depth, P]`` signed weights."""
         raise NotImplementedError
 
+    def weight_words_read(self, active: np.ndarray, parallel: int) -> np.ndarray:
+        """Which of :meth:`weight_words`' words the engine reads, ``[depth]`` bool, when the
+        input addresses ``active`` (``golden_input_shape`` bool) carry at least one event
+        (``hwgen.simulate.coverage``: a word never read is not verified by a run)."""
+        raise NotImplementedError
+
     def report_extra(self) -> dict:
         return {}
 

@@ -14,13 +14,16 @@ One job per module; the names below are the public API:
   (``SimResult``, ``compare_traces``, ``spikes_compared``).
 * ``hwgen.simulate.board``: ``simulated_board``, the board top on a ``socket://`` URL
   (``BoardSim``).
+* ``hwgen.simulate.coverage``: ``measure_coverage``, what a batch exercised (weight words
+  read, neurons fired, rails hit), flagged below ``LOW_COVERAGE``.
 """
 
 from .board import BoardSim, simulated_board
+from .coverage import LOW_COVERAGE, measure_coverage
 from .rtl import SimResult, compare_traces, run_rtl, spikes_compared
 from .runner import SIMULATORS, compile_verilog, run_testbench, spram_model, weight_memory_sources
 from .vectors import count_bits, stream_spec, write_vectors
 
-__all__ = ["SIMULATORS", "BoardSim", "SimResult", "compare_traces", "compile_verilog", "count_bits",
-           "run_rtl", "run_testbench", "simulated_board", "spikes_compared", "spram_model",
+__all__ = ["LOW_COVERAGE", "SIMULATORS", "BoardSim", "SimResult", "compare_traces", "compile_verilog", "count_bits",
+           "measure_coverage", "run_rtl", "run_testbench", "simulated_board", "spikes_compared", "spram_model",
            "stream_spec", "weight_memory_sources", "write_vectors"]
