@@ -5,7 +5,7 @@ spawned processes, a cluster), then ``hwgen sim`` end to end: ``--jobs 2`` and
 ``--scheduler`` on a ``distributed.LocalCluster`` (two worker processes spawned from this
 venv, so they import the same hwgen and testbenches, as README "A cluster" asks of real
 workers) write the same ``sim_report.json`` as ``--jobs 1``, apart from its ``run`` entry
-(how it ran, how fast). The cluster is started once per module: ~3 s.
+(how it ran, how fast). The cluster (tests/conftest.py) is started once per session.
 """
 
 from __future__ import annotations
@@ -32,12 +32,9 @@ def fail_on_three(x: int) -> int:
     return x
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as local:
-        yield local.scheduler_address
+@pytest.fixture
+def cluster(dask_cluster):
+    return dask_cluster
 
 
 MODES = [{"jobs": 1}, {"jobs": 2}, "cluster"]
