@@ -83,6 +83,16 @@ def test_an_unreachable_scheduler_is_one_clear_error(tmp_path, capsys, monkeypat
         run_tasks(square, [1, 2], scheduler=address)
 
 
+def test_workers_with_several_threads_are_refused():
+    """Two tasks at once in one worker process would share its environment, which the
+    simulator runs are configured through: one clear error instead of mixed-up runs."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as local:
+        with pytest.raises(HwgenError, match=r"run several tasks per process .*--nthreads 1"):
+            run_tasks(square, [1, 2], scheduler=local.scheduler_address)
+
+
 # ---- hwgen sim
 
 @pytest.fixture(scope="module")
