@@ -193,6 +193,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="generated designs, compiled simulators and builds, reused between runs (default build/bench)")
     bench.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                        help="measure nothing: render RESULTS.md and plots/ into --out from this results file")
+    _add_spread_options(bench, "processes the bitstream builds (full mode) are shared out to")
     return parser
 
 
@@ -296,7 +297,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
+    from .distribute import validate
 
+    validate(args.jobs, args.scheduler)  # before anything is measured
     if args.render:
         from .bench.render import render_all
 
@@ -306,7 +309,7 @@ def _bench(args: argparse.Namespace) -> int:
         log.print(f"wrote {', '.join(str(p) for p in written)}", markup=False, soft_wrap=True)
         return 0
     with stages() as progress:
-        results = run_bench(args.mode, args.out, args.work, progress)
+        results = run_bench(args.mode, args.out, args.work, progress, jobs=args.jobs, scheduler=args.scheduler)
     where = Path(results["_path"]).parent.parent
     log.print(f"wrote {results['_path']}, {where}/RESULTS.md and {where}/plots/ "
               f"({results['wall_seconds'] / 60:.1f} min)", markup=False, soft_wrap=True)

@@ -76,6 +76,14 @@ def _on_cluster(fn, items, scheduler: str, finished) -> None:
                          "start one with `dask scheduler` and workers with `dask worker ADDRESS` "
                          "(README, \"A cluster\"), or leave out --scheduler") from None
     with client:
+        # A simulation takes its settings from its process's environment (cocotb's runner
+        # reads os.environ), so two tasks at once in one worker process would mix them up.
+        threaded = {w.get("name", a): w["nthreads"] for a, w in client.scheduler_info()["workers"].items()
+                    if w["nthreads"] > 1}
+        if threaded:
+            raise HwgenError(f"Dask workers at {scheduler} run several tasks per process ({threaded} threads); "
+                             "hwgen's need one each: start them with `dask worker ADDRESS --nthreads 1` "
+                             "(and --nworkers N for N at once; README, \"A cluster\")")
         # pure=False: two equal items (the same sample twice) are still two runs
         futures = client.map(fn, list(items), pure=False)
         index = {future.key: i for i, future in enumerate(futures)}

@@ -24,6 +24,10 @@ to about 25 s once the cache is warm):
 
 The build is reused while the batch's Verilog does not change (``hwgen.simulate.runner``).
 
+``check_specs`` is the fuzzer's (tests/test_fuzz.py) unit of work: a batch of JSON network
+specs in, the problems found and the counts out. It lives here, not in the test file, so that
+a Dask worker, which imports hwgen but not the tests, can run it (``HWGEN_SCHEDULER``).
+
 This is a test harness (tests/test_fuzz.py, tests/test_stress.py). Mismatches come back in
 the ``BatchResult``; ``HwgenError`` is raised only when the simulation cannot run or a
 watchdog fired, with the testbench's message.
@@ -36,6 +40,8 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,3 +262,90 @@ def run_batch(cases: list[NetworkCase], build_dir: Path, simulator: str = "veril
     return BatchResult(networks=networks, spikes_compared=sum(compared),
                        sim_cycles=int(report["sim_cycles"]), compile_seconds=compile_seconds,
                        run_seconds=run_seconds, build_dir=work, counts_by_network=compared)
+
+
+# ---- the fuzzer's unit of work (tests/test_fuzz.py)
+
+def fuzz_case(spec: dict) -> NetworkCase:
+    """A fuzzer spec (``hwgen.testing.network_from_spec`` or, with ``nodes``,
+    ``random_graph_network``) and its program: every sample unstalled, one again under
+    bursts of backpressure, all again back to back under mixed stalls, then a reset in the
+    middle of an inference and that sample again. The label is the spec's JSON."""
+    from .testing import edge_inputs, network_from_spec, random_graph_network
+
+    qnet = random_graph_network(spec) if "nodes" in spec else network_from_spec(spec)
+    x = edge_inputs(qnet, spec["rates"], spec["seed"])
+    program = [Inference(i) for i in range(len(x))]
+    # One sample again under bursts of backpressure on every stream and a stalling input.
+    again = spec["stall_seed"] % len(x)
+    program.append(Inference(again, "burst", spec["stall_seed"], input_stall=True))
+    # Every sample again, each one's input right behind the previous one's: several
+    # inferences in the chain at once, under mixed stalls.
+    program += [Inference(i, "mixed", spec["stall_seed"] + 1, overlap=i > 0)
+                for i in range(len(x))]
+    # A reset somewhere in an inference (or after it, when it is shorter), then the same
+    # sample on the freshly reset design.
+    program += [Inference(0, "beat", spec["stall_seed"] + 2, reset_at=spec["reset_at"]),
+                Inference(0)]
+    return NetworkCase(qnet, spec["parallel"], x, program, label=json.dumps(spec))
+
+
+@dataclass
+class SpecsCheck:
+    """What ``check_specs`` found: one line per problem (naming the network by its spec's
+    JSON), and counts to add up over batches."""
+
+    problems: list[str]
+    counts: Counter
+    compile_seconds: float
+    run_seconds: float
+
+
+def check_specs(specs: list[dict], build_dir: Path | None = None) -> SpecsCheck:
+    """Run ``specs`` in one build (``run_batch``): every inference must equal golden, the
+    ``cycles`` port the testbench's count, and a stalled run's tokens the unstalled run's.
+
+    ``build_dir`` None (a Dask worker): a folder of this worker process's own, reused for
+    its next batch (a batch of the same hardware skips the compile)."""
+    if build_dir is None:
+        build_dir = Path(tempfile.gettempdir()) / f"hwgen-fuzz-worker-{os.getpid()}"
+    counts: Counter = Counter()
+    if not specs:
+        return SpecsCheck([], counts, 0.0, 0.0)
+    cases = [fuzz_case(spec) for spec in specs]
+    result = run_batch(cases, build_dir)
+    problems = []
+    for spec, items in zip(specs, result.networks):
+        bad = [r for r in items if r.mismatches]
+        if bad:
+            problems.append(f"network {json.dumps(spec)}: {sum(r.mismatches for r in bad)} "
+                            f"mismatches, first {bad[0].records[:3]}")
+            continue
+        plain = {r.sample: r for r in items if r.stall == "none"}
+        counts["overlapped_inferences"] += sum(
+            b.accepted_at < a.done_at for a, b in zip(items, items[1:]) if a.done_at)
+        counts["resets"] += sum(r.aborted for r in items)
+        for r in items:
+            if r.aborted:
+                continue
+            if r.cycles != r.tb_cycles:
+                problems.append(f"network {json.dumps(spec)}: sample {r.sample} ({r.stall}) "
+                                f"`cycles` port {r.cycles}, testbench {r.tb_cycles}")
+            if r.stall != "none" and r.digests != plain[r.sample].digests:
+                problems.append(f"network {json.dumps(spec)}: sample {r.sample} under stalls "
+                                f"sent a different token sequence than without")
+    counts["networks"] += len(specs)
+    counts["builds"] += 1
+    counts["reused_builds"] += result.compile_seconds == 0  # hardware drawn before, new inputs
+    counts["inferences"] += result.inferences_compared
+    counts["samples"] += sum(len(case.inputs) for case in cases)
+    counts["spike_decisions"] += result.spikes_compared
+    counts["stalled_inferences"] += sum(r.stall != "none" for net in result.networks for r in net)
+    counts["sim_cycles"] += result.sim_cycles
+    counts["compile_seconds"] += result.compile_seconds
+    counts["layers"] += sum(len(case.qnet.spiking_layers) for case in cases)
+    counts["conv_networks"] += sum(any(l["type"] == "conv" for l in s.get("layers", s.get("nodes"))) for s in specs)
+    counts["recurrent_networks"] += sum(any(d for n in s.get("nodes", []) for _, d in n["inputs"]) for s in specs)
+    counts["fan_in_networks"] += sum(any(len(n["inputs"]) > 1 for n in s.get("nodes", [])) for s in specs)
+    counts["direct_input_networks"] += sum(s["input_bits"] > 1 for s in specs)
+    return SpecsCheck(problems, counts, result.compile_seconds, result.run_seconds)

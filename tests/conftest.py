@@ -24,3 +24,14 @@ def pytest_collection_modifyitems(config, items):
     classic rule for scheduling on identical machines)."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: file order is kept
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A ``distributed.LocalCluster`` of two worker processes, as CI's stand-in for a real
+    cluster (README, "A cluster"): its address, for ``--scheduler`` / ``HWGEN_SCHEDULER``.
+    The workers are spawned from this interpreter, so they see the same hwgen and sys.path."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+        yield local.scheduler_address

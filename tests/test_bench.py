@@ -167,3 +167,40 @@ def test_a_build_row_is_at_its_models_weight_bits(tmp_path):
     row = bench._build_row("braille_zero", 2, "icebreaker", tmp_path, lambda out, board, progress: report)
     assert row["weight_bits"] == bits
     assert row["cycles_mean"] == 3000.0 and row["latency_us_at_clock"] == 250.0
+
+
+def test_bench_refuses_a_bad_spread_before_measuring(tmp_path, capsys):
+    assert main(["bench", "--jobs", "0", "--work", str(tmp_path / "w")]) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err
+    assert main(["bench", "--scheduler", "localhost:8786", "--work", str(tmp_path / "w")]) == 2
+    assert "give the Dask scheduler's address" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.slow  # ~130 s on two busy cores: two designs generated, a real build twice
+def test_builds_on_a_cluster_give_the_local_rows(tmp_path, dask_cluster):
+    """`hwgen bench --scheduler`: the plan's builds run on a LocalCluster's workers from the
+    design files the tasks carry, and the build rows equal the local run's, in plan order,
+    apart from the seconds they took. Two builds: the digits MLP at P = 1 for the iCEBreaker
+    (~30 s) and at P = 64, which the fit check refuses (an error row, from the worker too)."""
+    from dataclasses import replace
+
+    from hwgen.bench.runner import QUICK, Bench
+
+    plan = replace(QUICK, builds=(("digits_mlp", 64, "icebreaker"), ("digits_mlp", 1, "icebreaker")))
+    rows = {}
+    for name, spread in (("local", {}), ("cluster", {"scheduler": dask_cluster})):
+        bench = Bench(plan, tmp_path / name, **spread)
+        bench.run_builds()
+        rows[name] = bench.results["builds"]
+        bitstream = tmp_path / name / "designs" / "digits_mlp_p1_w8" / "build" / "icebreaker" / "hwgen_board.bin"
+        assert bitstream.is_file(), name  # written back from the worker as a local build writes it
+    refused, built = rows["local"]
+    assert refused["ok"] is False and refused["error"].startswith("the design does not fit icebreaker"), refused
+    assert built["ok"] is True and built["lut"] > 0
+    for row in rows["local"] + rows["cluster"]:
+        row.pop("seconds", None)
+    assert rows["cluster"] == rows["local"]
+    bits = [tmp_path / name / "designs" / "digits_mlp_p1_w8" / "build" / "icebreaker" / "hwgen_board.bin"
+            for name in ("local", "cluster")]
+    assert bits[1].read_bytes() == bits[0].read_bytes()  # same design, board and seed: same bits

@@ -36,6 +36,14 @@ The default run (CI) checks at least ``HWGEN_FUZZ_NETWORKS`` = 100 networks in a
 2,000 networks (or ``HWGEN_FUZZ_NETWORKS``) with fresh random draws. Run with ``-s`` to see the counts; they are also
 written as JSON to ``HWGEN_FUZZ_SUMMARY`` (default: the pytest temporary directory).
 
+Beyond one machine: with ``HWGEN_SCHEDULER=tcp://HOST:PORT`` (a Dask scheduler, README "A
+cluster") the batches run on the cluster's workers (``hwgen.distribute.run_tasks`` of
+``hwgen.stress.check_specs``), their counts merged into the same summary. Hypothesis then
+only draws: the batches are drawn up front, exactly the ones the local run would check
+(the derandomized path; ``--long`` draws fresh ones either way), and a failure names the
+network by its spec's JSON as locally, without shrinking (rerun that spec locally for it).
+``test_fuzz_over_a_cluster`` shows both on a ``LocalCluster``.
+
 Every failure the fuzzer has found is kept in ``REGRESSIONS`` (chains) or
 ``GRAPH_REGRESSIONS`` (graphs) below, with what fixed it, and run as a plain test.
 """
@@ -54,10 +62,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwgen import golden
-from hwgen.stress import Inference, NetworkCase, run_batch
+from hwgen.distribute import run_tasks
+from hwgen.stress import SpecsCheck, check_specs
 from hwgen.testing import edge_inputs, network_from_spec, random_graph_network
 
 BATCH = 20
+SCHEDULER_ENV = "HWGEN_SCHEDULER"  # a Dask scheduler's address: the batches run on its workers
 KEEP_CHOICES = 10  # a slot is dropped when its draw is 0: 9 in 10 are kept when generating
 LONG_NETWORKS = 2000
 # Spec fields that choose inputs and programs, not hardware.
@@ -169,74 +179,28 @@ def batches(draw, size: int = BATCH, specs_of=None) -> list[dict]:
 
 # ----------------------------------------------------------------------------- running a batch
 
-def network_case(spec: dict) -> NetworkCase:
-    qnet = random_graph_network(spec) if "nodes" in spec else network_from_spec(spec)
-    x = edge_inputs(qnet, spec["rates"], spec["seed"])
-    program = [Inference(i) for i in range(len(x))]
-    # One sample again under bursts of backpressure on every stream and a stalling input.
-    again = spec["stall_seed"] % len(x)
-    program.append(Inference(again, "burst", spec["stall_seed"], input_stall=True))
-    # Every sample again, each one's input right behind the previous one's: several
-    # inferences in the chain at once, under mixed stalls.
-    program += [Inference(i, "mixed", spec["stall_seed"] + 1, overlap=i > 0)
-                for i in range(len(x))]
-    # A reset somewhere in an inference (or after it, when it is shorter), then the same
-    # sample on the freshly reset design.
-    program += [Inference(0, "beat", spec["stall_seed"] + 2, reset_at=spec["reset_at"]),
-                Inference(0)]
-    return NetworkCase(qnet, spec["parallel"], x, program, label=json.dumps(spec))
-
-
-def check_batch(specs: list[dict], build_dir: Path, stats: Counter) -> None:
-    """Run ``specs`` in one build; assert every inference equals golden and the stalled
-    run equals the unstalled one token for token. Counts go into ``stats``."""
+def check_batch(specs: list[dict], build_dir: Path | None, stats: Counter) -> None:
+    """Run ``specs`` in one build (``hwgen.stress.check_specs``); assert every inference
+    equals golden and the stalled run equals the unstalled one token for token. Counts go
+    into ``stats``."""
     if not specs:
         return
-    cases = [network_case(spec) for spec in specs]
-    result = run_batch(cases, build_dir)
-    problems = []
-    for spec, case, items in zip(specs, cases, result.networks):
-        bad = [r for r in items if r.mismatches]
-        if bad:
-            problems.append(f"network {json.dumps(spec)}: {sum(r.mismatches for r in bad)} "
-                            f"mismatches, first {bad[0].records[:3]}")
-            continue
-        plain = {r.sample: r for r in items if r.stall == "none"}
-        stats["overlapped_inferences"] += sum(
-            b.accepted_at < a.done_at for a, b in zip(items, items[1:]) if a.done_at)
-        stats["resets"] += sum(r.aborted for r in items)
-        for r in items:
-            if r.aborted:
-                continue
-            if r.cycles != r.tb_cycles:
-                problems.append(f"network {json.dumps(spec)}: sample {r.sample} ({r.stall}) "
-                                f"`cycles` port {r.cycles}, testbench {r.tb_cycles}")
-            if r.stall != "none" and r.digests != plain[r.sample].digests:
-                problems.append(f"network {json.dumps(spec)}: sample {r.sample} under stalls "
-                                f"sent a different token sequence than without")
-    stats["networks"] += len(specs)
-    stats["builds"] += 1
-    stats["reused_builds"] += result.compile_seconds == 0  # hardware drawn before, new inputs
+    problems = add_counts(specs, check_specs(specs, build_dir), stats)
+    assert not problems, "\n".join(problems)
+
+
+def add_counts(specs: list[dict], checked: SpecsCheck, stats: Counter) -> list[str]:
+    """A batch's counts into ``stats`` (and a progress line); returns its problems."""
+    stats.update(checked.counts)
     distinct = stats.setdefault("_designs", set())  # not in the summary (see write_summary)
     distinct.update(json.dumps({k: v for k, v in spec.items() if k not in INPUT_KEYS},
                                sort_keys=True) for spec in specs)
     stats["distinct_networks"] = len(distinct)
-    stats["inferences"] += result.inferences_compared
-    stats["samples"] += sum(len(case.inputs) for case in cases)
-    stats["spike_decisions"] += result.spikes_compared
-    stats["stalled_inferences"] += sum(r.stall != "none" for net in result.networks for r in net)
-    stats["sim_cycles"] += result.sim_cycles
-    stats["compile_seconds"] += result.compile_seconds
-    stats["layers"] += sum(len(case.qnet.spiking_layers) for case in cases)
-    stats["conv_networks"] += sum(any(l["type"] == "conv" for l in s.get("layers", s.get("nodes"))) for s in specs)
-    stats["recurrent_networks"] += sum(any(d for n in s.get("nodes", []) for _, d in n["inputs"]) for s in specs)
-    stats["fan_in_networks"] += sum(any(len(n["inputs"]) > 1 for n in s.get("nodes", [])) for s in specs)
-    stats["direct_input_networks"] += sum(s["input_bits"] > 1 for s in specs)
     # Progress for long runs (visible with -s).
-    print(f"batch of {len(specs)}: {len(problems)} problems, {stats['networks']} networks so "
-          f"far, compile {result.compile_seconds:.0f} s, run {result.run_seconds:.0f} s",
+    print(f"batch of {len(specs)}: {len(checked.problems)} problems, {stats['networks']} networks so "
+          f"far, compile {checked.compile_seconds:.0f} s, run {checked.run_seconds:.0f} s",
           flush=True)
-    assert not problems, "\n".join(problems)
+    return checked.problems
 
 
 def write_summary(name: str, stats: Counter, tmp_root: Path) -> Path:
@@ -255,24 +219,41 @@ def write_summary(name: str, stats: Counter, tmp_root: Path) -> Path:
 
 # ----------------------------------------------------------------------------- the tests
 
-def _fuzz(request, tmp_path_factory, name: str, specs_of, env: str) -> None:
+def _fuzz(request, tmp_path_factory, name: str, specs_of, env: str, batch: int = BATCH,
+          task=check_specs) -> Counter:
     long = request.config.getoption("--long")
     target = int(os.environ.get(env, LONG_NETWORKS if long else 100))
     # 9 in 10 slots are kept on average, fewer with hypothesis' bias towards small draws,
     # more so with fresh random draws (--long); the first derandomized example is empty.
-    examples = math.ceil(target / (BATCH * (0.75 if long else 0.9))) + 1
+    examples = math.ceil(target / (batch * (0.75 if long else 0.9))) + 1
     root = tmp_path_factory.mktemp(name)
     stats: Counter = Counter()
+    scheduler = os.environ.get(SCHEDULER_ENV)
+    drawn: list[list[dict]] = []
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=not long,
               suppress_health_check=list(HealthCheck), print_blob=True)
-    @given(batches(specs_of=specs_of))
+    @given(batches(size=batch, specs_of=specs_of))
     def check(specs):
-        check_batch(specs, root / "batch", stats)
+        if scheduler:
+            drawn.append(specs)  # run below, on the cluster
+        else:
+            check_batch(specs, root / "batch", stats)
 
     check()
+    if scheduler:
+        # Hypothesis' draws do not depend on the outcome while every example passes, so these
+        # are the batches the local run checks one after the other. No shrinking here: a
+        # failure names the network by its full spec, to be rerun (and shrunk) locally.
+        drawn = [specs for specs in drawn if specs]
+        problems: list[str] = []
+        run_tasks(task, drawn, scheduler=scheduler,
+                  done=lambda i, checked: problems.extend(add_counts(drawn[i], checked, stats)))
+        stats["scheduler"] = scheduler
+        assert not problems, "\n".join(problems)
     write_summary(name, stats, tmp_path_factory.getbasetemp())
     assert stats["networks"] >= target, f"only {stats['networks']} networks were checked"
+    return stats
 
 
 @pytest.mark.slow
@@ -285,6 +266,51 @@ def test_random_graphs_match_golden(request, tmp_path_factory):
     """The same checks on random graphs (``graph_specs``): recurrence, fan-out, fan-in,
     spike sums, CuBa and every reset, ``HWGEN_FUZZ_GRAPHS`` (100; ``--long`` 2,000)."""
     _fuzz(request, tmp_path_factory, "fuzz_graphs", graph_specs, "HWGEN_FUZZ_GRAPHS")
+
+
+def _wrong_golden(specs: list[dict]) -> SpecsCheck:
+    """``check_specs`` against a golden model whose thresholds are 7 above the hardware's:
+    a broken expectation, which the fuzzer must report on every network that fires.
+    (A cluster worker of this machine imports this file: its workers inherit sys.path.)"""
+    import copy
+    from unittest import mock
+
+    from hwgen import stress
+
+    real = golden.run
+
+    def wrong(qnet, x, *args, **kwargs):
+        qnet = copy.deepcopy(qnet)
+        for layer in qnet.spiking_layers:
+            layer.threshold = layer.threshold + 7
+        return real(qnet, x, *args, **kwargs)
+
+    with mock.patch.object(stress.golden, "run", wrong):
+        return check_specs(specs)
+
+
+def test_fuzz_over_a_cluster(request, tmp_path_factory, dask_cluster, monkeypatch):
+    """HWGEN_SCHEDULER: a handful of tiny networks (two batches of up to 3) on a LocalCluster
+    give the summary the local run gives, apart from timings and where it ran; a wrong golden
+    expectation on the workers fails the test naming each network by its spec."""
+    monkeypatch.setenv("HWGEN_FUZZ_NETWORKS", "4")
+    monkeypatch.setattr(request.config.option, "long", False)
+    timing = ("compile_seconds", "reused_builds", "scheduler")
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    local = _fuzz(request, tmp_path_factory, "fuzz_local", network_specs, "HWGEN_FUZZ_NETWORKS", batch=3)
+    monkeypatch.setenv(SCHEDULER_ENV, dask_cluster)
+    spread = _fuzz(request, tmp_path_factory, "fuzz_cluster", network_specs, "HWGEN_FUZZ_NETWORKS", batch=3)
+    assert spread["scheduler"] == dask_cluster and spread["builds"] >= 2
+    assert ({k: v for k, v in spread.items() if k not in timing}
+            == {k: v for k, v in local.items() if k not in timing})
+
+    with pytest.raises(AssertionError) as failed:
+        _fuzz(request, tmp_path_factory, "fuzz_wrong", network_specs, "HWGEN_FUZZ_NETWORKS", batch=3,
+              task=_wrong_golden)
+    named = re.findall(r"^network (\{.*?\}): \d+ mismatches", str(failed.value), re.M)
+    assert named, str(failed.value)
+    for spec in named:  # the spec in the message rebuilds the network
+        network_from_spec(json.loads(spec))
 
 
 # e87abcc (found by this fuzzer): a conv layer read out directly over a 4 x 5 x 6 map, 120

@@ -8,10 +8,12 @@ nothing else. Work folders (generated designs, compiled simulators, builds) live
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ import numpy as np
 from .. import __version__, golden
 from ..accelerator.board_top import board_top_memories
 from ..devices import board_fit, weight_plan
+from ..distribute import run_tasks, validate
 from ..dse import LOGIC_HEADROOM
 from ..design import load_design
 from ..errors import HwgenError
@@ -125,6 +128,8 @@ class Bench:
     plan: Plan
     work: Path
     progress: Progress = _quiet
+    jobs: int = 1  # the builds on this many local processes ...
+    scheduler: str | None = None  # ... or on this Dask cluster (README, "A cluster")
     results: dict = field(default_factory=dict)
     _inputs: dict[str, Inputs] = field(default_factory=dict)
     _runs: dict[tuple[str, int, int], dict] = field(default_factory=dict)
@@ -283,13 +288,28 @@ class Bench:
     # ---- 4. builds, the --parallel auto row and the design-space sweep
 
     def run_builds(self) -> None:
+        """The plan's bitstream builds: independent work items (``hwgen.distribute``), here,
+        on ``jobs`` local processes or on the cluster at ``scheduler``; rows in plan order."""
         from ..build import build
 
+        outs = [self.design(key, parallel)[0] for key, parallel, _ in self.plan.builds]
+        tasks = [BuildTask(str(out.resolve()), board, design_files(out) if self.scheduler else None)
+                 for out, (_, _, board) in zip(outs, self.plan.builds)]
+        where = f"Dask at {self.scheduler}" if self.scheduler else f"{self.jobs} process{'es' if self.jobs > 1 else ''}"
+        self.progress(f"{len(tasks)} builds, {where}")
+        finished = []
+
+        def done(index: int, _) -> None:
+            finished.append(index)
+            key, parallel, board = self.plan.builds[index]
+            self.progress(f"built {MODELS[key].title} P={parallel} for {board} ({len(finished)}/{len(tasks)})")
+
+        built = run_tasks(build_task, tasks, jobs=self.jobs, scheduler=self.scheduler, done=done)
         rows = []
-        for key, parallel, board in self.plan.builds:
-            self.progress(f"build {MODELS[key].title} P={parallel} for {board}")
-            out, _, _ = self.design(key, parallel)
-            rows.append(self._build_row(key, parallel, board, out, build))
+        for (key, parallel, board), out, result in zip(self.plan.builds, outs, built):
+            if result.get("bitstream") is not None:  # built elsewhere: the bitstream here, as a local build leaves it
+                _write_back(out, result)
+            rows.append(self._build_row(key, parallel, board, out, lambda *_, r=result: _built(r)))
         self.results["builds"] = rows
 
     def _build_row(self, key: str, parallel: int, board: str, out: Path, build) -> dict:
@@ -519,6 +539,66 @@ class Bench:
         return self.results
 
 
+@dataclass(frozen=True)
+class BuildTask:
+    """One bitstream build of a generated design for a board, as a work item.
+
+    A cluster worker has no ``out`` folder, so the task carries the design's files (``files``:
+    name -> bytes, the folder's top-level files, what ``build`` reads: ~100 kB for the digits
+    designs). Regenerating the design on the worker from the model's name was the other way;
+    it would rerun the quantizer and the fidelity check per build, need the model's data on
+    every worker, and give the bits the bench measured only if every library matched. Local
+    workers (``files`` None) build ``out`` in place, as one process does."""
+
+    out: str
+    board: str
+    files: dict[str, bytes] | None = None
+
+
+def design_files(out: Path) -> dict[str, bytes]:
+    """The generated design's files (not its sim/build subfolders), for a ``BuildTask``."""
+    return {p.name: p.read_bytes() for p in sorted(Path(out).iterdir()) if p.is_file()}
+
+
+def build_task(task: BuildTask) -> dict:
+    """Run one ``BuildTask``: ``{"report": ...}`` (plus ``"bitstream"`` bytes when built from
+    carried files), or ``{"error": ...}`` for a build that was refused or failed (a row, not
+    an exception: the other builds go on)."""
+    from ..build import bitstream_path, build
+    from hwgen.boards import get_board
+
+    out = Path(task.out)
+    if task.files is not None:
+        digest = hashlib.sha256(b"".join(name.encode() + data for name, data in task.files.items())).hexdigest()[:16]
+        out = Path(tempfile.gettempdir()) / f"hwgen-build-worker-{os.getpid()}" / digest
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in task.files.items():
+            (out / name).write_bytes(data)
+    try:
+        report = build(out, task.board, _quiet)
+    except HwgenError as exc:
+        return {"error": str(exc)}
+    if task.files is None:
+        return {"report": report}
+    return {"report": report, "bitstream": bitstream_path(out, get_board(task.board)).read_bytes()}
+
+
+def _built(result: dict) -> dict:
+    if "error" in result:
+        raise HwgenError(result["error"])
+    return result["report"]
+
+
+def _write_back(out: Path, result: dict) -> None:
+    """A worker's bitstream and build report into ``out``, where a local build writes them
+    (the tools' logs stay on the worker)."""
+    report = result["report"]
+    bitstream = Path(out) / report["bitstream"]
+    bitstream.parent.mkdir(parents=True, exist_ok=True)
+    bitstream.write_bytes(result["bitstream"])
+    (bitstream.parent / "build_report.json").write_text(json.dumps(report, indent=1) + "\n")
+
+
 DEFINITIONS = {
     "layer_bound": "sum over timesteps of ceil(synaptic ops / P) + T * ceil(neurons / P)",
     "bound_busiest": "max over layers of layer_bound (engines run concurrently): the network bound",
@@ -576,14 +656,16 @@ def acceptance(results: dict) -> dict:
 
 
 def run_bench(mode: str, results_dir: Path, work: Path, progress: Progress = _quiet,
-              render: bool = True) -> dict:
+              render: bool = True, jobs: int = 1, scheduler: str | None = None) -> dict:
     """Run the bench of ``mode`` and write ``results_dir/results/<date>.json``, RESULTS.md and
-    plots/ (quick mode: the same under ``results_dir/quick/``)."""
+    plots/ (quick mode: the same under ``results_dir/quick/``). The bitstream builds run on
+    ``jobs`` local processes or on the Dask cluster at ``scheduler`` (``Bench.run_builds``)."""
     if mode not in PLANS:
         raise HwgenError(f"--mode must be one of {', '.join(PLANS)}, got {mode!r}")
+    validate(jobs, scheduler)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    results = Bench(PLANS[mode], work, progress).run()
+    results = Bench(PLANS[mode], work, progress, jobs=jobs, scheduler=scheduler).run()
     # The quick mode (CI) renders beside, never over, the committed full results.
     results_dir = Path(results_dir) if mode == "full" else Path(results_dir) / "quick"
     (results_dir / "results").mkdir(parents=True, exist_ok=True)
