@@ -209,7 +209,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     # --inputs for the tiny model: [samples, T=6, 6]
     for name, x in (("shape", np.zeros((2, 6, 7), np.uint8)),
                     ("rank", np.zeros((6, 6), np.uint8)),
-                    ("timesteps", np.zeros((2, 5, 6), np.uint8)),
+                    ("timesteps", np.zeros((2, 8, 6), np.uint8)),
                     ("float", np.zeros((2, 6, 6), np.float32)),
                     ("negative", np.full((2, 6, 6), -1, np.int8)),
                     ("two", np.full((2, 6, 6), 2, np.uint8)),
@@ -415,7 +415,7 @@ INPUTS = [  # (case id, --inputs file, fragments)
     ("object", "{in:object}", ["in_object.npy", "Python objects"]),
     ("shape", "{in:shape}", ["in_shape.npy", "[2, 6, 7]", "expected [samples, timesteps, 6]"]),
     ("rank", "{in:rank}", ["in_rank.npy", "[6, 6]", "expected [samples, timesteps, 6]"]),
-    ("timesteps", "{in:timesteps}", ["in_timesteps.npy", "5 timesteps", "generated for 6"]),
+    ("timesteps", "{in:timesteps}", ["in_timesteps.npy", "8 timesteps", "generated for 6"]),
     ("float", "{in:float}", ["in_float.npy", "dtype float32", "integers 0/1"]),
     ("complex", "{in:complex}", ["in_complex.npy", "dtype complex64"]),
     ("negative", "{in:negative}", ["in_negative.npy", "values -1..-1"]),
@@ -469,8 +469,8 @@ def test_sim_events_refused(files, designs, capsys, args, fragments):
 OTHER = [  # (case id, command, fragments); {tiny} / {conv} are the generated designs
     ("sim-events-on-a-dense-model", ["sim", "{tiny}", "--events", "{ev:ok}"],
      ["event input needs a (2, H, W) input map", "[6]"]),
-    ("sim-samples-0", ["sim", "{tiny}", "--samples", "0"], ["--samples must be at least 1, got 0"]),
-    ("sim-samples-negative", ["sim", "{tiny}", "--samples", "-2"], ["--samples must be at least 1, got -2"]),
+    ("sim-samples-0", ["sim", "{tiny}", "--samples", "0"], ["--samples", "at least 1) or 'all', got '0'"]),
+    ("sim-samples-negative", ["sim", "{tiny}", "--samples", "-2"], ["--samples", "at least 1) or 'all', got '-2'"]),
     ("sim-simulator", ["sim", "{tiny}", "--simulator", "modelsim"], ["--simulator", "invalid choice"]),
     ("sim-not-an-output", ["sim", "{d}"], ["not an hwgen output folder", "hwgen generate"]),
     ("run-not-an-output", ["run", "{d}", "--port", "/dev/null", "--inputs", "{x.npy}"],
@@ -491,7 +491,7 @@ OTHER = [  # (case id, command, fragments); {tiny} / {conv} are the generated de
     ("flash-no-bitstream", ["flash", "{tiny}", "--board", "icebreaker", "--dry-run"],
      ["no bitstream for icebreaker", "hwgen build"]),
     ("no-command", [], ["required: command"]),
-    ("demo-samples-0", ["demo", "--samples", "0", "--out", "{d}/demo_out"], ["--samples must be at least 1"]),
+    ("demo-samples-0", ["demo", "--samples", "0", "--out", "{d}/demo_out"], ["--samples", "at least 1) or 'all'"]),
     ("demo-out-is-a-file", ["demo", "--out", "{models}"], ["models.py is an existing file"]),
 ]
 
