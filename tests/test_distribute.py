@@ -15,6 +15,7 @@ import re
 import socket
 
 import pytest
+from cli_helpers import with_golden_thresholds_raised
 
 from hwgen.cli import main
 from hwgen.distribute import run_tasks
@@ -129,15 +130,7 @@ def test_sim_reports_the_same_however_it_is_spread(generated, cluster):
 def test_a_mismatch_on_the_cluster_names_the_batchs_sample(generated, cluster, tmp_path, capsys):
     """A golden model with higher thresholds than the RTL's: the cluster's shards report
     the first mismatch with its sample counted over the whole batch, as one process does."""
-    corrupted = tmp_path / "corrupted"
-    corrupted.mkdir()
-    for f in generated.iterdir():
-        if f.is_file():
-            (corrupted / f.name).write_bytes(f.read_bytes())
-    model = json.loads((corrupted / "model.json").read_text())
-    layer = next(l for l in model["layers"] if l["type"] == "quant_dense")
-    layer["threshold"] = [t + 7 for t in layer["threshold"]]
-    (corrupted / "model.json").write_text(json.dumps(model))
+    corrupted = with_golden_thresholds_raised(generated, tmp_path / "corrupted")
     reports = []
     for spread in (["--jobs", "1"], ["--jobs", "3", "--scheduler", cluster]):
         assert main(["sim", str(corrupted), "--samples", "20", "--simulator", "icarus", *spread]) == 1

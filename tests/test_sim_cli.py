@@ -6,6 +6,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from cli_helpers import copy_outputs, with_golden_thresholds_raised
 
 from hwgen.cli import main
 
@@ -110,11 +111,7 @@ def test_sim_catches_a_flipped_weight_bit_in_the_verilog(generated, tmp_path, ca
     """One bit of one weight word of the first layer, flipped in hwgen_top.v (the fast capture
     harness runs): the sign of lane 4's weight from input 0, so the error names neuron 4 of
     layer 0."""
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for f in generated.iterdir():
-        if f.is_file():
-            (broken / f.name).write_bytes(f.read_bytes())
+    broken = copy_outputs(generated, tmp_path / "broken")
     verilog = (broken / "hwgen_top.v").read_text()
     word = re.search(r"weights\[0\] = (\d+)'h([0-9a-f]+);", verilog)  # the first layer's first word
     assert word, "no first weight word in the Verilog"
@@ -135,15 +132,7 @@ def test_sim_catches_a_flipped_weight_bit_in_the_verilog(generated, tmp_path, ca
 def test_sim_fails_and_names_the_first_mismatch(generated, tmp_path, capsys):
     # The RTL was generated from the original integers; a golden model built from altered
     # integers must disagree, and `hwgen sim` must say where.
-    corrupted = tmp_path / "corrupted"
-    corrupted.mkdir()
-    for f in generated.iterdir():
-        if f.is_file():
-            (corrupted / f.name).write_bytes(f.read_bytes())
-    model = json.loads((corrupted / "model.json").read_text())
-    layer = next(l for l in model["layers"] if l["type"] == "quant_dense")
-    layer["threshold"] = [t + 7 for t in layer["threshold"]]
-    (corrupted / "model.json").write_text(json.dumps(model))
+    corrupted = with_golden_thresholds_raised(generated, tmp_path / "corrupted")
     assert main(["sim", str(corrupted), "--samples", "3", "--simulator", "icarus"]) == 1
     err = capsys.readouterr().err
     # Higher golden thresholds: the RTL fires where the golden model does not.
