@@ -228,24 +228,42 @@ endmodule
 """
 
 
-def test_hang_is_caught_by_the_watchdog(tmp_path):
+@pytest.mark.parametrize("harness, simulator, message", [
+    ("cocotb", "icarus", r"watchdog: sample 0 got no `done`.*timestep 2 of 2"),
+    ("capture", "icarus", r"watchdog: sample 0 did not finish .* within its budget; ticks seen per tap: tap_0 0"),
+    # the harness's watchdog, in the C++ main loop's free-running stretch
+    ("capture", "verilator", r"watchdog: sample 0 did not finish .* within its budget; ticks seen per tap: tap_0 0"),
+])
+def test_hang_is_caught_by_the_watchdog(tmp_path, harness, simulator, message):
     qnet = random_quant_network([4, 3], timesteps=2)
     inputs = random_spikes((2, 2, 4), 0.5, seed=1)
     verilog = tmp_path / "hang.v"
     verilog.write_text(HANGING_TOP)
-    with pytest.raises(HwgenError, match=r"watchdog: sample 0 got no `done`.*timestep 2 of 2"):
-        run_rtl(verilog, qnet, inputs, golden.run(qnet, inputs), simulator="icarus",
-                build_dir=tmp_path / "build")
+    with pytest.raises(HwgenError, match=message):
+        run_rtl(verilog, qnet, inputs, golden.run(qnet, inputs), simulator=simulator,
+                build_dir=tmp_path / "build", harness=harness)
 
 
-def test_ports_not_matching_the_network_are_an_error(tmp_path):
+@pytest.mark.parametrize("harness", ["cocotb", "capture"])
+def test_ports_not_matching_the_network_are_an_error(tmp_path, harness):
     qnet = random_quant_network([8, 3], timesteps=2)  # needs a 5-bit spikes_in payload
     inputs = random_spikes((1, 2, 8), 0.5, seed=1)
     verilog = tmp_path / "hang.v"
     verilog.write_text(HANGING_TOP)
     with pytest.raises(HwgenError, match="spikes_in__payload is 4 bits wide, expected 5"):
         run_rtl(verilog, qnet, inputs, golden.run(qnet, inputs), simulator="icarus",
-                build_dir=tmp_path / "build")
+                build_dir=tmp_path / "build", harness=harness)
+
+
+def test_the_capture_harness_refuses_run_time_weights(tmp_path):
+    qnet = random_quant_network([4, 3], timesteps=2)
+    inputs = random_spikes((1, 2, 4), 0.5, seed=1)
+    verilog = tmp_path / "weights.v"
+    verilog.write_text(HANGING_TOP.replace("output [31:0] cycles);",
+                                           "output [31:0] cycles, input weights_0__en);"))
+    with pytest.raises(HwgenError, match=r"does not load run-time weights \(weights_K ports\)"):
+        run_rtl(verilog, qnet, inputs, golden.run(qnet, inputs), simulator="icarus",
+                build_dir=tmp_path / "build", harness="capture")
 
 
 def test_verilog_that_does_not_compile_is_an_error(tmp_path):

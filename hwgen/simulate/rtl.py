@@ -19,9 +19,10 @@ import numpy as np
 from ..errors import HwgenError
 from ..golden import GoldenTrace
 from ..ir import QuantNetwork
+from ..protocol import token_fields
 from . import capture
 from .runner import SIMULATORS, compile_verilog, log_tail, make_runner, run_testbench
-from .vectors import write_vectors
+from .vectors import count_bits, write_vectors
 
 __all__ = ["HARNESSES", "SimResult", "TEST_MODULE", "TOPLEVEL", "compare_traces", "compile_rtl", "run_rtl",
            "spikes_compared"]
@@ -42,8 +43,8 @@ class Harness:
     extra_args: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per simulator
     verilator_main: Path | None = None
 
-    def libraries(self, verilog: str) -> dict[str, str]:
-        return {} if self.per_cycle else {"capture_harness.v": _capture_harness(verilog)}
+    def libraries(self, verilog: str, qnet: QuantNetwork) -> dict[str, str]:
+        return {} if self.per_cycle else {"capture_harness.v": _capture_harness(verilog, qnet)}
 
 
 HARNESSES = {
@@ -123,25 +124,37 @@ def compare_traces(expected: GoldenTrace, got: GoldenTrace) -> list[dict]:
     return out
 
 
-def _capture_harness(verilog: str) -> str:
-    """``hwgen_capture`` for the ``hwgen_top`` in ``verilog``, sized from its port list (the
-    ports of docs/hardware.md, as the emitted Verilog declares them)."""
-    body = verilog[verilog.index(f"module {TOPLEVEL}("):]
-    body = body[:body.index("endmodule")]
+def _capture_harness(verilog: str, qnet: QuantNetwork) -> str:
+    """``hwgen_capture`` for the ``hwgen_top`` in ``verilog``, sized from its port list. The
+    per-cycle testbench checks the ports' widths against ``qnet`` in the simulator; this
+    harness is generated from them, so they are checked here, with the same messages."""
+    start = verilog.find(f"module {TOPLEVEL}(")
+    if start < 0:
+        raise HwgenError(f"no module {TOPLEVEL} in the Verilog")
+    body = verilog[start:verilog.index("endmodule", start)]
+    # ANSI (in the header) or not (`output [3:0] x;` in the body), as Amaranth emits them
     widths = {name: int(msb) + 1 if msb else 1 for msb, name in
-              re.findall(r"^\s*(?:input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);", body, re.M)}
-    taps = sorted((int(m.group(1)) for m in (re.fullmatch(r"tap_(\d+)__payload", n) for n in widths) if m))
+              re.findall(r"\b(?:input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):0\]\s*)?(\w+)\s*[;,)]", body)}
     if any(name.startswith("weights_") for name in widths):
         raise HwgenError("the capture harness does not load run-time weights (weights_K ports)")
-    tap_bits = [widths[f"tap_{k}__payload"] for k in taps]
+    layers = qnet.spiking_layers
+    expected = {"spikes_in__payload": token_fields(qnet.input_shape, qnet.input_bits)[1],
+                **{f"tap_{k}__payload": token_fields(layer.output_shape, 1)[1] for k, layer in enumerate(layers)},
+                "counts": qnet.output_size * count_bits(qnet.timesteps)}
+    for name, want in expected.items():  # the checks of sim/tb_top.py's _run, in its words
+        if name not in widths:
+            raise HwgenError(f"hwgen_top has no port {name!r} (docs/hardware.md)")
+        if widths[name] != want:
+            raise HwgenError(f"port {name} is {widths[name]} bits wide, expected {want}")
+    tap_bits = [widths[f"tap_{k}__payload"] for k in range(len(layers))]
     # a tap's payload ends with tick and last (docs/hardware.md): they sit at A and A + 1
     return capture.harness_verilog(widths["spikes_in__payload"], tap_bits, [b - 2 for b in tap_bits],
                                    widths["counts"], widths["prediction"])
 
 
-def compile_rtl(verilog: Path, simulator: str, build_dir: Path, harness: str = "cocotb",
+def compile_rtl(verilog: Path, qnet: QuantNetwork, simulator: str, build_dir: Path, harness: str = "cocotb",
                 waves: bool = False, libraries: dict[str, str] | None = None) -> tuple[object, Path, float]:
-    """Build ``verilog`` with ``harness``'s testbench for ``simulator`` under ``build_dir``
+    """Build ``verilog`` (generated for ``qnet``) with ``harness``'s testbench for ``simulator`` under ``build_dir``
     (reused while nothing changed): the cocotb runner, the build folder and the seconds spent."""
     testbench = HARNESSES[harness]
     work = (Path(build_dir) / (simulator if testbench.per_cycle else f"{simulator}_{harness}")).resolve()
@@ -149,7 +162,7 @@ def compile_rtl(verilog: Path, simulator: str, build_dir: Path, harness: str = "
     runner = make_runner(simulator, testbench.verilator_main)
     runner.log = logging.getLogger("hwgen.simulate.cocotb")
     seconds = compile_verilog(runner, simulator, Path(verilog), work, waves, testbench.toplevel,
-                              libraries={**(libraries or {}), **testbench.libraries(Path(verilog).read_text())},
+                              libraries={**(libraries or {}), **testbench.libraries(Path(verilog).read_text(), qnet)},
                               extra_args=testbench.extra_args.get(simulator, ()))
     return runner, work, seconds
 
@@ -220,7 +233,7 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
 
     from cocotb_tools.check_results import get_results
 
-    runner, work, compile_seconds = compile_rtl(verilog, simulator, build_dir, harness, waves, libraries)
+    runner, work, compile_seconds = compile_rtl(verilog, qnet, simulator, build_dir, harness, waves, libraries)
 
     run_dir = Path(run_dir).resolve() if run_dir else work
     run_dir.mkdir(parents=True, exist_ok=True)

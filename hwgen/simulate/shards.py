@@ -110,7 +110,7 @@ def run_sharded(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: G
     ``run_seconds`` of the result is the wall-clock time of the whole run."""
     text = Path(verilog).read_text()
     # compiled once here for the local workers, which share it; a cluster's compile their own
-    compile_seconds = 0.0 if scheduler else compile_rtl(verilog, simulator, build_dir, harness,
+    compile_seconds = 0.0 if scheduler else compile_rtl(verilog, qnet, simulator, build_dir, harness,
                                                         libraries=libraries)[2]
     bounds = shard_bounds(len(inputs), jobs)
     shards = [Shard(verilog=text, qnet=qnet, inputs=inputs[a:b], golden=golden.samples(slice(a, b)),
