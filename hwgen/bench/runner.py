@@ -105,7 +105,8 @@ FULL = Plan(
             ("cnn_sinabs", 8, "orangecrab-25f"), ("mnist784", 8, "ulx3s-85f"), ("braille_zero", 2, "icebreaker"),
             ("braille_subtract", 1, "icebreaker")),
     sweep_models=("digits_mlp", "mnist784"), auto_build=True,
-    plain_simulators={key: ("verilator", "icarus") for key in ("digits_mlp", "mnist784")},
+    plain_simulators={**{key: ("verilator", "icarus") for key in ("digits_mlp", "mnist784")},
+                      "cnn_sinabs": ("verilator",)},
     speed_models=("digits_mlp", "cnn_sinabs"),
 )
 
