@@ -10,8 +10,7 @@ import numpy as np
 from rich.console import Console
 
 from . import digits
-from .errors import HwgenError
-from .pipeline import GenerateOptions, generate, simulate
+from .pipeline import GenerateOptions, check_samples, generate, simulate
 from .quantize import QuantOptions
 from .summary import print_sim
 
@@ -19,9 +18,7 @@ CALIBRATION_SAMPLES = 256
 
 
 def run_demo(out: Path, samples: int | str, parallel: int, simulator: str, stages, model: str = "mlp") -> int:
-    if samples != "all" and (not isinstance(samples, int) or samples < 1):
-        # refused before the generate step, which would otherwise write OUT first
-        raise HwgenError(f"--samples must be at least 1 or 'all', got {samples!r}")
+    check_samples(samples)  # before the generate step, which would otherwise write OUT first
     console = Console(width=None if sys.stdout.isatty() else 132)
     spec = digits.MODELS[model]
     split = spec.load_split()

@@ -17,13 +17,17 @@ it was raised there.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import multiprocessing
+import os
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from .errors import HwgenError
 
-__all__ = ["run_tasks", "validate"]
+__all__ = ["run_tasks", "validate", "worker_folder"]
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -37,6 +41,18 @@ def validate(jobs: int, scheduler: str | None) -> None:
     if scheduler is not None and "://" not in scheduler:
         raise HwgenError(f"--scheduler {scheduler!r}: give the Dask scheduler's address, "
                          "e.g. tcp://10.0.0.5:8786 (printed by `dask scheduler`)")
+
+
+def worker_folder(what: str, content: bytes = b"") -> Path:
+    """A folder of this worker process's own for ``what`` (``sim``, ``build``, ``fuzz``), one per
+    ``content`` (the design a task carries): a cluster worker has no output folder of the
+    caller's, and reuses this one (its compiled simulator, its build) for the next task of the
+    same design. Other worker processes on the same machine get theirs."""
+    folder = Path(tempfile.gettempdir()) / f"hwgen-{what}-worker-{os.getpid()}"
+    if content:
+        folder = folder / hashlib.sha256(content).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def run_tasks(fn: Callable[[Item], Result], items: Sequence[Item], *, jobs: int = 1,

@@ -195,6 +195,13 @@ def _activity_inputs(net: Network, qnet: QuantNetwork) -> np.ndarray:
     return calibration_inputs(net, qnet.timesteps, samples=16, seed=1, input_bits=qnet.input_bits)
 
 
+def check_samples(samples: int | str | None) -> None:
+    """Refuse a ``--samples`` that is neither a positive number nor ``"all"`` (``None``: the
+    default)."""
+    if samples is not None and samples != "all" and (not isinstance(samples, int) or samples < 1):
+        raise HwgenError(f"--samples must be at least 1 or 'all', got {samples!r}")
+
+
 def sim_inputs(design: LoadedDesign, samples: int | str | None, inputs: str | None,
                events: str | None = None, duration: float | None = None,
                seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -202,13 +209,12 @@ def sim_inputs(design: LoadedDesign, samples: int | str | None, inputs: str | No
     or random spikes. ``samples``: how many (the first ones), ``"all"`` for every sample of
     the file or the held-out data, ``None`` for all of a file and 10 otherwise."""
     qnet = design.qnet
+    check_samples(samples)
     if samples == "all":
-        samples = None if (inputs or events or design.data_x is not None) else 0
-        if samples == 0:
+        if not (inputs or events or design.data_x is not None):
             raise HwgenError("--samples all: OUT holds no held-out data (generate with --data) and "
                              "no --inputs or --events were given; give a number of random samples")
-    elif samples is not None and (not isinstance(samples, int) or samples < 1):
-        raise HwgenError(f"--samples must be at least 1 or 'all', got {samples!r}")
+        samples = None
     if inputs and events:
         raise HwgenError("give --inputs or --events, not both")
     if events:

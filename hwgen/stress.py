@@ -40,7 +40,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from . import golden
+from .distribute import worker_folder
 from .errors import HwgenError
 from .ir import QuantNetwork
 from .simulate.runner import compile_verilog, environ, run_testbench
@@ -308,7 +308,7 @@ def check_specs(specs: list[dict], build_dir: Path | None = None) -> SpecsCheck:
     ``build_dir`` None (a Dask worker): a folder of this worker process's own, reused for
     its next batch (a batch of the same hardware skips the compile)."""
     if build_dir is None:
-        build_dir = Path(tempfile.gettempdir()) / f"hwgen-fuzz-worker-{os.getpid()}"
+        build_dir = worker_folder("fuzz")
     counts: Counter = Counter()
     if not specs:
         return SpecsCheck([], counts, 0.0, 0.0)

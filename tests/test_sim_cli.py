@@ -168,3 +168,20 @@ def test_conv_demo_end_to_end(tmp_path):
     assert report["accuracy_rtl"] >= 0.85
     kinds = [layer["type"] for layer in json.loads((out / "report.json").read_text())["hardware"]["layers"]]
     assert kinds == ["conv2d_lif", "max_pool2d", "flatten", "dense_lif"]
+
+
+@pytest.mark.parametrize("samples", [0, -2, "most", 2.5])
+def test_samples_must_be_a_positive_number_or_all(samples, tmp_path):
+    """The API's check behind `--samples` (the CLI's parser refuses first): `hwgen sim` and the
+    demo, which refuses before it writes OUT."""
+    from hwgen.demo import run_demo
+    from hwgen.errors import HwgenError
+    from hwgen.pipeline import check_samples
+
+    with pytest.raises(HwgenError, match=re.escape(f"--samples must be at least 1 or 'all', got {samples!r}")):
+        check_samples(samples)
+    with pytest.raises(HwgenError, match="--samples must be at least 1"):
+        run_demo(tmp_path / "demo", samples, 4, "verilator", None)
+    assert not (tmp_path / "demo").exists()
+    check_samples("all")
+    check_samples(3)

@@ -8,12 +8,10 @@ nothing else. Work folders (generated designs, compiled simulators, builds) live
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +23,7 @@ import numpy as np
 from .. import __version__, golden
 from ..accelerator.board_top import board_top_memories
 from ..devices import board_fit, weight_plan
-from ..distribute import run_tasks, validate
+from ..distribute import run_tasks, validate, worker_folder
 from ..dse import LOGIC_HEADROOM
 from ..design import load_design
 from ..errors import HwgenError
@@ -570,9 +568,7 @@ def build_task(task: BuildTask) -> dict:
 
     out = Path(task.out)
     if task.files is not None:
-        digest = hashlib.sha256(b"".join(name.encode() + data for name, data in task.files.items())).hexdigest()[:16]
-        out = Path(tempfile.gettempdir()) / f"hwgen-build-worker-{os.getpid()}" / digest
-        out.mkdir(parents=True, exist_ok=True)
+        out = worker_folder("build", b"".join(name.encode() + data for name, data in task.files.items()))
         for name, data in task.files.items():
             (out / name).write_bytes(data)
     try:

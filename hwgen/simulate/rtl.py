@@ -124,6 +124,13 @@ def compare_traces(expected: GoldenTrace, got: GoldenTrace) -> list[dict]:
     return out
 
 
+def harness_named(name: str) -> Harness:
+    """The ``HARNESSES`` entry ``name``, or one clear error naming the choices."""
+    if name not in HARNESSES:
+        raise HwgenError(f"unknown harness {name!r}: choose one of {', '.join(HARNESSES)}")
+    return HARNESSES[name]
+
+
 def _capture_harness(verilog: str, qnet: QuantNetwork) -> str:
     """``hwgen_capture`` for the ``hwgen_top`` in ``verilog``, sized from its port list. The
     per-cycle testbench checks the ports' widths against ``qnet`` in the simulator; this
@@ -156,7 +163,7 @@ def compile_rtl(verilog: Path, qnet: QuantNetwork, simulator: str, build_dir: Pa
                 waves: bool = False, libraries: dict[str, str] | None = None) -> tuple[object, Path, float]:
     """Build ``verilog`` (generated for ``qnet``) with ``harness``'s testbench for ``simulator`` under ``build_dir``
     (reused while nothing changed): the cocotb runner, the build folder and the seconds spent."""
-    testbench = HARNESSES[harness]
+    testbench = harness_named(harness)
     work = (Path(build_dir) / (simulator if testbench.per_cycle else f"{simulator}_{harness}")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     runner = make_runner(simulator, testbench.verilator_main)
@@ -201,9 +208,7 @@ def run_rtl(verilog: Path, qnet: QuantNetwork, inputs: np.ndarray, golden: Golde
     which drives and records in the simulator, and checks its record with the same functions
     (sim/tb_capture.py): no stalls, no run-time-loaded weights.
     """
-    if harness not in HARNESSES:
-        raise HwgenError(f"unknown harness {harness!r}: choose one of {', '.join(HARNESSES)}")
-    testbench = HARNESSES[harness]
+    testbench = harness_named(harness)
     if not testbench.per_cycle and (stall or weights):
         raise HwgenError(f"the {harness} harness runs without stalls and without run-time-loaded "
                          "weights: use harness='cocotb' for those")

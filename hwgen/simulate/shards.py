@@ -13,10 +13,7 @@ cycles each run adds to ``sim_cycles``.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..distribute import run_tasks
+from ..distribute import run_tasks, worker_folder
 from ..golden import GoldenTrace
 from ..ir import QuantNetwork
 from .rtl import SimResult, compile_rtl, run_rtl
@@ -66,8 +63,7 @@ def run_shard(shard: Shard) -> SimResult:
     if shard.build_dir is not None:
         build_dir, run_dir = Path(shard.build_dir), Path(shard.run_dir)
     else:  # a cluster worker: its own build per design, kept for the next shard of it
-        digest = hashlib.sha256(shard.verilog.encode()).hexdigest()[:16]
-        build_dir = run_dir = Path(tempfile.gettempdir()) / f"hwgen-worker-{os.getpid()}" / digest
+        build_dir = run_dir = worker_folder("sim", shard.verilog.encode())
     run_dir.mkdir(parents=True, exist_ok=True)
     verilog = run_dir / "hwgen_top.v"
     verilog.write_text(shard.verilog)
