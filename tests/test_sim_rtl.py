@@ -255,6 +255,19 @@ def test_ports_not_matching_the_network_are_an_error(tmp_path, harness):
                 build_dir=tmp_path / "build", harness=harness)
 
 
+@pytest.mark.parametrize("verilog, message", [
+    (HANGING_TOP.replace("output [5:0] counts, ", ""), "hwgen_top has no port 'counts'"),
+    ("module other(input clk);\nendmodule\n", "no module hwgen_top in the Verilog"),
+])
+def test_the_capture_harness_names_what_the_verilog_lacks(tmp_path, verilog, message):
+    qnet = random_quant_network([4, 3], timesteps=2)
+    inputs = random_spikes((1, 2, 4), 0.5, seed=1)
+    (tmp_path / "top.v").write_text(verilog)
+    with pytest.raises(HwgenError, match=message):
+        run_rtl(tmp_path / "top.v", qnet, inputs, golden.run(qnet, inputs), simulator="icarus",
+                build_dir=tmp_path / "build", harness="capture")
+
+
 def test_the_capture_harness_refuses_run_time_weights(tmp_path):
     qnet = random_quant_network([4, 3], timesteps=2)
     inputs = random_spikes((1, 2, 4), 0.5, seed=1)
